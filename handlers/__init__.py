@@ -1,0 +1,1 @@
+"""Tornado handlers: they adapt sockets and HTTP requests to the hub."""

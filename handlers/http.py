@@ -1,0 +1,32 @@
+"""Plain HTTP endpoints: health and the demo pages."""
+
+from __future__ import annotations
+
+from tornado.web import RequestHandler, StaticFileHandler
+
+from hub.hub import Hub
+
+
+class HealthHandler(RequestHandler):
+    """``GET /healthz``: liveness plus the counters an operator watches."""
+
+    def initialize(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write({"status": "ok", **self.hub.stats()})
+
+
+class PageHandler(StaticFileHandler):
+    """Serves one fixed file of static/ at a friendly URL (``/``, ``/whiteboard``)."""
+
+    def initialize(self, path: str, page: str) -> None:  # type: ignore[override]
+        super().initialize(path)
+        self.page = page
+
+    def get(self, include_body: bool = True):  # type: ignore[override]
+        return super().get(self.page, include_body)
+
+    def head(self):  # type: ignore[override]
+        return self.get(include_body=False)

@@ -1,0 +1,57 @@
+"""`hub.peer.Transport` on top of a Tornado WebSocket connection."""
+
+from __future__ import annotations
+
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.websocket import WebSocketHandler
+
+
+def stream_backlog(stream: IOStream) -> int:
+    """Bytes written to ``stream`` that the kernel has not accepted yet.
+
+    Tornado exposes no public accessor for this, so the one private attribute
+    we rely on (``_write_buffer``, a sized buffer; None once closed) is read
+    here and nowhere else.
+    """
+    buffer = stream._write_buffer
+    return len(buffer) if buffer is not None else 0
+
+
+class WebSocketTransport:
+    """Writes pre-framed bytes straight to the handler's stream.
+
+    Bypassing ``write_message`` skips per-call framing and a Future per
+    message; the frames come from `hub.frames`, already complete.
+    """
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: WebSocketHandler) -> None:
+        self.handler = handler
+
+    def write(self, data: bytes) -> int:
+        connection = self.handler.ws_connection
+        if connection is None or connection.is_closing():
+            return 0  # closing: nothing may follow the close frame
+        stream = connection.stream
+        try:
+            stream.write(data)
+        except StreamClosedError:
+            return 0
+        return stream_backlog(stream)
+
+    def backlog(self) -> int:
+        connection = self.handler.ws_connection
+        if connection is None or connection.stream.closed():
+            return 0
+        return stream_backlog(connection.stream)
+
+    def close(self, code: int, reason: str, abort: bool) -> None:
+        connection = self.handler.ws_connection
+        if connection is None:
+            return
+        self.handler.close(code, reason)
+        if abort:
+            # The close frame went out if the socket had room; a dead or stuck
+            # peer gets no more time than that.
+            connection.stream.close()

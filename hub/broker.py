@@ -1,0 +1,152 @@
+"""The broker: who owns seq numbers, history and presence for each room.
+
+The hub never reaches past this interface, so the in-memory broker here and a
+Redis broker (several processes sharing rooms) are interchangeable. A broker
+delivers every room event to the hub through the ``deliver`` callback given to
+`Broker.attach`; the hub fans it out to its local members.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hub import protocol
+from hub.history import Replay, RoomHistory
+
+Deliver = Callable[[str, bytes, str | None, bool], None]
+"""``deliver(room, frame, exclude_client_id, lossy)``: fan a framed event out to local members."""
+
+
+@dataclass(slots=True, frozen=True)
+class RoomSnapshot:
+    """A room as a joiner sees it in ``joined``."""
+
+    epoch: str
+    seq: int
+    members: list[dict[str, str]]
+
+
+class Broker(Protocol):
+    """What the hub needs from whoever owns rooms' shared state."""
+
+    def attach(self, deliver: Deliver) -> None:
+        """Set the callback through which room events reach the hub."""
+
+    def join(self, room: str, member: dict[str, str]) -> RoomSnapshot:
+        """Add ``member`` to the room's presence, announce it, return the room's state."""
+
+    def leave(self, room: str, member: dict[str, str]) -> None:
+        """Remove ``member`` from the room's presence and announce it."""
+
+    def publish(self, room: str, sender: str, data: Any, ephemeral: bool) -> int | None:
+        """Number (unless ephemeral), keep and deliver a message; return its seq."""
+
+    def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
+        """What a re-joining client missed since ``since`` of ``epoch``."""
+
+    def expire(self, now: float) -> int:
+        """Forget histories of rooms empty for longer than the TTL; return how many."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters for /healthz."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class MemoryBroker:
+    """Rooms' state in this process: the embedded default, for a single node.
+
+    A room's history outlives its last member for ``history_ttl`` seconds so
+    that a client reconnecting after a blip (or a page reload) still resumes;
+    after that, the room is forgotten entirely and memory stays bounded.
+    """
+
+    def __init__(
+        self,
+        history_size: int,
+        history_ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.history_size = history_size
+        self.history_ttl = history_ttl
+        self._clock = clock
+        self._wall_clock_ms = wall_clock_ms
+        self._histories: dict[str, RoomHistory] = {}  # every room with members or kept history
+        self._presence: dict[str, dict[str, dict[str, str]]] = {}  # room -> client_id -> member
+        self._empty: dict[str, None] = {}  # rooms without members, oldest-emptied first
+        self._deliver: Deliver = _drop
+
+    def attach(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    def _history(self, room: str) -> RoomHistory:
+        history = self._histories.get(room)
+        if history is None:
+            history = self._histories[room] = RoomHistory(self.history_size)
+        return history
+
+    def join(self, room: str, member: dict[str, str]) -> RoomSnapshot:
+        history = self._history(room)
+        present = self._presence.setdefault(room, {})
+        if not present:
+            self._empty.pop(room, None)
+            history.empty_since = None
+        if member["client_id"] not in present:
+            present[member["client_id"]] = member
+            self._deliver(
+                room, protocol.presence_frame(room, "join", member), member["client_id"], False
+            )
+        return RoomSnapshot(history.epoch, history.seq, list(present.values()))
+
+    def leave(self, room: str, member: dict[str, str]) -> None:
+        present = self._presence.get(room)
+        if not present or present.pop(member["client_id"], None) is None:
+            return
+        self._deliver(
+            room, protocol.presence_frame(room, "leave", member), member["client_id"], False
+        )
+        if not present:
+            del self._presence[room]
+            self._histories[room].empty_since = self._clock()
+            self._empty[room] = None
+
+    def publish(self, room: str, sender: str, data: Any, ephemeral: bool) -> int | None:
+        ts = self._wall_clock_ms()
+        if ephemeral:
+            self._deliver(
+                room, protocol.message_frame(room, None, sender, data, ts, True), None, True
+            )
+            return None
+        history = self._history(room)
+        # Frame before numbering so that data that cannot be encoded consumes no seq.
+        frame = protocol.message_frame(room, history.seq + 1, sender, data, ts)
+        seq = history.record(frame)
+        self._deliver(room, frame, None, False)
+        return seq
+
+    def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
+        return self._history(room).replay(since, epoch)
+
+    def expire(self, now: float) -> int:
+        expired = 0
+        for room in list(self._empty):
+            history = self._histories[room]
+            if history.empty_since is None or now - history.empty_since < self.history_ttl:
+                break  # ordered by when they emptied: the rest are younger
+            del self._empty[room]
+            del self._histories[room]
+            expired += 1
+        return expired
+
+    def stats(self) -> dict[str, int]:
+        return {"history_rooms": len(self._histories)}
+
+
+def _drop(room: str, frame: bytes, exclude: str | None, lossy: bool) -> None:
+    """Deliver callback before a hub attaches: nobody to deliver to."""

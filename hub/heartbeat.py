@@ -1,0 +1,27 @@
+"""The one timer that keeps connections honest: pings, stale eviction, history expiry."""
+
+from __future__ import annotations
+
+from tornado.ioloop import PeriodicCallback
+
+from hub.hub import Hub
+
+
+class Heartbeat:
+    """Runs `Hub.sweep` often enough to evict within a fraction of ping_timeout.
+
+    The tick is half the shorter of ping_interval and ping_timeout, so a dead
+    connection is closed at most that long after its deadline; pings still go
+    out only every ping_interval (the hub tracks when the next is due).
+    """
+
+    def __init__(self, hub: Hub) -> None:
+        settings = hub.settings
+        tick = min(settings.ping_interval, settings.ping_timeout) / 2
+        self.callback = PeriodicCallback(hub.sweep, max(tick, 0.01) * 1000)
+
+    def start(self) -> None:
+        self.callback.start()
+
+    def stop(self) -> None:
+        self.callback.stop()

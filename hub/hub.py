@@ -1,0 +1,375 @@
+"""The hub: connections, local room membership, the protocol's rules, fan-out.
+
+State has one owner (this object, on the IOLoop thread); membership changes
+only in `register`, `unregister`, `_join_room` and `_leave_room`.
+
+Fan-out: a broadcast is encoded and framed once (by the broker) and the same
+``bytes`` object is queued to every member. Frames queued to one peer within
+one loop iteration are coalesced and written with a single ``write`` in
+`flush`, which runs via ``call_soon`` after the callbacks already ready, so a
+burst of messages costs each member one syscall instead of one per message.
+
+Slow consumers: a peer's queued bytes (this iteration's plus what its socket
+had not taken at the last write) may not exceed ``send_buffer_limit``; past
+it the peer is dropped (4001), so memory stays bounded however many clients
+stop reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hub import protocol
+from hub.broker import Broker, MemoryBroker
+from hub.frames import PING_FRAME
+from hub.limits import TokenBucket
+from hub.peer import ECHO, HUB, Peer
+from hub.settings import HubSettings
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_PING_TIMEOUT = 4000
+CLOSE_SLOW_CONSUMER = 4001
+
+Schedule = Callable[[Callable[[], None]], Any]
+
+
+@dataclass(slots=True)
+class HubCounters:
+    """Monotonic counters reported by /healthz."""
+
+    slow_consumers_dropped: int = 0
+    stale_evicted: int = 0
+    rejected_at_capacity: int = 0
+    rejected_per_ip: int = 0
+    rate_limited: int = 0
+    closed_for_rate: int = 0
+    ephemeral_skipped: int = 0
+    published: int = 0
+
+
+def _call_soon(callback: Callable[[], None]) -> Any:
+    return asyncio.get_running_loop().call_soon(callback)
+
+
+class Hub:
+    """Every connection of this process and the rooms they are in."""
+
+    def __init__(
+        self,
+        settings: HubSettings | None = None,
+        broker: Broker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        schedule: Schedule = _call_soon,
+    ) -> None:
+        self.settings = settings = settings or HubSettings()
+        self.broker: Broker = broker or MemoryBroker(settings.history_size, settings.history_ttl)
+        self.broker.attach(self._deliver)
+        self.clock = clock
+        self._schedule = schedule
+        self.peers: dict[str, Peer] = {}  # client_id -> every registered connection
+        self.rooms: dict[str, dict[str, Peer]] = {}  # room -> client_id -> local member
+        self.counters = HubCounters()
+        self._per_ip: dict[str, int] = {}  # client address -> open connections
+        self._dirty: list[Peer] = []  # peers with frames queued this iteration
+        self._flush_scheduled = False
+        self._next_ping = 0.0
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{int(time.time() * 1000) % 1_000_000_000:x}"
+
+    # -- connections -------------------------------------------------------
+
+    def new_client_id(self) -> str:
+        """An id unique in this process (and unlikely to repeat across restarts)."""
+        return f"{self._id_prefix}-{next(self._ids):x}"
+
+    def register(self, peer: Peer) -> tuple[int, str] | None:
+        """Admit ``peer``, or return the (close code, reason) it is refused with.
+
+        The guard runs before anything is recorded, so the number of
+        registered connections never exceeds ``max_connections``.
+        """
+        settings = self.settings
+        if len(self.peers) >= settings.max_connections:
+            self.counters.rejected_at_capacity += 1
+            return CLOSE_TRY_AGAIN_LATER, "server at capacity, try again later"
+        from_ip = self._per_ip.get(peer.ip, 0)
+        if settings.max_connections_per_ip and from_ip >= settings.max_connections_per_ip:
+            self.counters.rejected_per_ip += 1
+            return CLOSE_POLICY, "too many connections from this address"
+        self._per_ip[peer.ip] = from_ip + 1
+        self.peers[peer.client_id] = peer
+        peer.last_seen = self.clock()
+        if peer.kind == HUB:
+            if settings.rate_limit > 0:
+                peer.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, peer.last_seen)
+            self.send(peer, protocol.encode({"type": "welcome", "client_id": peer.client_id}))
+        return None
+
+    def unregister(self, peer: Peer) -> None:
+        """Forget ``peer``: it leaves its rooms (others see presence leave). Idempotent."""
+        if self.peers.get(peer.client_id) is not peer:
+            return
+        del self.peers[peer.client_id]
+        left = self._per_ip[peer.ip] - 1
+        if left:
+            self._per_ip[peer.ip] = left
+        else:
+            del self._per_ip[peer.ip]
+        peer.closed = True
+        peer.out = None
+        peer.pending = 0
+        for room in list(peer.rooms):
+            self._leave_room(peer, room)
+
+    def disconnect(self, peer: Peer, code: int, reason: str, abort: bool = False) -> None:
+        """Unregister ``peer`` now and close its socket with ``code``."""
+        if peer.closed:
+            return
+        self.unregister(peer)
+        peer.transport.close(code, reason, abort)
+
+    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutdown") -> None:
+        """Deliver what is queued, then close every connection (server shutdown)."""
+        self.flush()
+        for peer in list(self.peers.values()):
+            self.disconnect(peer, code, reason)
+
+    # -- messages from clients ------------------------------------------------
+
+    def handle_text(self, peer: Peer, text: str) -> None:
+        """Act on one text frame received on /ws."""
+        now = self.clock()
+        peer.last_seen = now
+        bucket = peer.bucket
+        if bucket is not None and not bucket.take(now):
+            self.counters.rate_limited += 1
+            if bucket.strikes > bucket.burst:
+                self.counters.closed_for_rate += 1
+                self.disconnect(peer, CLOSE_POLICY, "rate limit exceeded")
+            else:
+                self.send(peer, protocol.error_frame(protocol.RATE_LIMITED, "slow down"))
+            return
+        try:
+            command = protocol.parse(text)
+            if type(command) is protocol.Publish:
+                self._publish(peer, command)
+            elif type(command) is protocol.Join:
+                self._join(peer, command)
+            else:
+                self._leave(peer, command)
+        except protocol.ProtocolError as error:
+            self.send(peer, protocol.error_frame(error.code, error.detail, error.request_id))
+
+    def handle_binary(self, peer: Peer) -> None:
+        """Binary frames carry nothing on /ws: say so, keep the connection."""
+        peer.last_seen = self.clock()
+        self.send(
+            peer, protocol.error_frame(protocol.BAD_REQUEST, "binary frames are not used on /ws")
+        )
+
+    def _join(self, peer: Peer, command: protocol.Join) -> None:
+        room = command.room
+        limit = self.settings.max_rooms_per_connection
+        if room not in peer.rooms and limit and len(peer.rooms) >= limit:
+            raise protocol.ProtocolError(
+                protocol.TOO_MANY_ROOMS, f"a connection may be in at most {limit} rooms"
+            )
+        snapshot = self.broker.join(room, peer.member)
+        if room not in peer.rooms:
+            self.rooms.setdefault(room, {})[peer.client_id] = peer
+            peer.rooms.add(room)
+        joined = {
+            "type": "joined",
+            "room": room,
+            "epoch": snapshot.epoch,
+            "seq": snapshot.seq,
+            "members": snapshot.members,
+        }
+        self.send(peer, protocol.encode(joined))
+        if command.since is None:
+            return
+        replay = self.broker.replay(room, command.since, command.epoch)
+        if replay.gap:
+            self.send(
+                peer,
+                protocol.error_frame(
+                    protocol.HISTORY_GAP,
+                    f"history does not reach back to seq {command.since} of that epoch",
+                    room=room,
+                    epoch=snapshot.epoch,
+                    oldest_seq=replay.oldest_seq,
+                ),
+            )
+        for frame in replay.frames:
+            self.send(peer, frame)
+
+    def _leave(self, peer: Peer, command: protocol.Leave) -> None:
+        if command.room not in peer.rooms:
+            raise protocol.ProtocolError(protocol.NOT_JOINED, f"not in room {command.room}")
+        self._leave_room(peer, command.room)
+        self.send(peer, protocol.encode({"type": "left", "room": command.room}))
+
+    def _leave_room(self, peer: Peer, room: str) -> None:
+        members = self.rooms[room]
+        del members[peer.client_id]
+        if not members:
+            del self.rooms[room]
+        peer.rooms.discard(room)
+        self.broker.leave(room, peer.member)
+
+    def _publish(self, peer: Peer, command: protocol.Publish) -> None:
+        if command.room not in peer.rooms:
+            raise protocol.ProtocolError(
+                protocol.NOT_JOINED, f"join {command.room} before publishing", command.request_id
+            )
+        try:
+            seq = self.broker.publish(
+                command.room, peer.member["name"], command.data, command.ephemeral
+            )
+        except protocol.ProtocolError as error:
+            error.request_id = command.request_id
+            raise
+        self.counters.published += 1
+        if command.request_id is not None:
+            ack: dict[str, Any] = {"type": "ack", "id": command.request_id}
+            if seq is not None:
+                ack["seq"] = seq
+            self.send(peer, protocol.encode(ack))
+
+    # -- fan-out ----------------------------------------------------------------
+
+    def _deliver(self, room: str, frame: bytes, exclude: str | None, lossy: bool) -> None:
+        """Queue ``frame`` to every local member of ``room`` (the broker's callback).
+
+        This loop is the hot path of the server: it does no encoding, no
+        syscalls and no allocation per member beyond a list append.
+        """
+        members = self.rooms.get(room)
+        if not members:
+            return
+        size = len(frame)
+        limit = self.settings.send_buffer_limit
+        lossy_threshold = self.settings.lossy_threshold if lossy else limit
+        dirty = self._dirty
+        slow: list[Peer] | None = None
+        for peer in members.values():
+            if lossy and peer.pending + peer.backlog > lossy_threshold:
+                # The cached backlog may be stale: ask the socket before skipping.
+                peer.backlog = peer.transport.backlog()
+                if peer.pending + peer.backlog > lossy_threshold:
+                    self.counters.ephemeral_skipped += 1
+                    continue
+            out = peer.out
+            if out is None:
+                peer.out = [frame]
+                dirty.append(peer)
+            else:
+                out.append(frame)
+            peer.pending += size
+            if peer.pending + peer.backlog > limit:
+                slow = slow or []
+                slow.append(peer)
+        if exclude is not None:
+            self._unqueue_last(members.get(exclude), frame)
+        if not self._flush_scheduled and dirty:
+            self._flush_scheduled = True
+            self._schedule(self.flush)
+        if slow:
+            for peer in slow:
+                self._drop_slow(peer)
+
+    @staticmethod
+    def _unqueue_last(peer: Peer | None, frame: bytes) -> None:
+        """Take ``frame`` back from the peer it was not meant for (a presence
+        event about that peer itself); cheaper than testing every member."""
+        if peer is not None and peer.out and peer.out[-1] is frame:
+            peer.out.pop()
+            peer.pending -= len(frame)
+
+    def send(self, peer: Peer, frame: bytes) -> None:
+        """Queue ``frame`` to one peer, in order with everything else it is sent."""
+        if peer.closed:
+            return
+        out = peer.out
+        if out is None:
+            peer.out = [frame]
+            self._dirty.append(peer)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._schedule(self.flush)
+        else:
+            out.append(frame)
+        peer.pending += len(frame)
+        if peer.pending + peer.backlog > self.settings.send_buffer_limit:
+            self._drop_slow(peer)
+
+    def flush(self) -> None:
+        """Write each dirty peer's queued frames with one ``write``."""
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        limit = self.settings.send_buffer_limit
+        for peer in dirty:
+            out = peer.out
+            if not out:
+                peer.out = None
+                continue
+            peer.out = None
+            peer.pending = 0
+            backlog = peer.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            peer.backlog = backlog
+            if backlog > limit:
+                self._drop_slow(peer)
+
+    def note_backlog(self, peer: Peer) -> None:
+        """Re-check a peer written to outside `flush` (the compressed echo path)."""
+        peer.backlog = peer.transport.backlog()
+        if peer.backlog > self.settings.send_buffer_limit:
+            self._drop_slow(peer)
+
+    def _drop_slow(self, peer: Peer) -> None:
+        if peer.closed:
+            return
+        self.counters.slow_consumers_dropped += 1
+        self.disconnect(peer, CLOSE_SLOW_CONSUMER, "slow consumer", abort=True)
+
+    # -- heartbeats ---------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Evict connections silent for too long, ping all every ping_interval,
+        and expire histories of rooms empty for too long.
+
+        Runs from one hub-level `heartbeat.Heartbeat` timer, not one per connection.
+        """
+        now = self.clock()
+        settings = self.settings
+        deadline = now - (settings.ping_interval + settings.ping_timeout)
+        for peer in [p for p in self.peers.values() if p.last_seen < deadline]:
+            self.counters.stale_evicted += 1
+            self.disconnect(peer, CLOSE_PING_TIMEOUT, "ping timeout", abort=True)
+        if now >= self._next_ping:
+            self._next_ping = now + settings.ping_interval
+            for peer in list(self.peers.values()):
+                self.send(peer, PING_FRAME)
+        self.broker.expire(now)
+
+    # -- introspection ------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """What /healthz reports."""
+        return {
+            "connections": len(self.peers),
+            "hub_connections": sum(1 for p in self.peers.values() if p.kind == HUB),
+            "echo_connections": sum(1 for p in self.peers.values() if p.kind == ECHO),
+            "rooms": len(self.rooms),
+            "memberships": sum(len(m) for m in self.rooms.values()),
+            "queued_peers": len(self._dirty),
+            **self.broker.stats(),
+            **asdict(self.counters),
+        }

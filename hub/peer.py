@@ -1,0 +1,72 @@
+"""One connection as the hub sees it, and the interface the hub writes through."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from hub.limits import TokenBucket
+
+
+class Transport(Protocol):
+    """The socket side of a peer; implemented by the Tornado handlers."""
+
+    def write(self, data: bytes) -> int:
+        """Write ready-made frames; return the bytes still queued, unsent, afterwards."""
+
+    def backlog(self) -> int:
+        """Bytes queued for this peer that the socket has not taken yet."""
+
+    def close(self, code: int, reason: str, abort: bool) -> None:
+        """Send a close frame; with ``abort`` drop the socket at once instead of
+        waiting for a closing handshake the peer may never answer."""
+
+
+HUB = "hub"
+ECHO = "echo"
+
+
+class Peer:
+    """Compact per-connection state (``__slots__``: tens of thousands of these)."""
+
+    __slots__ = (
+        "client_id",
+        "name",
+        "kind",
+        "ip",
+        "transport",
+        "member",
+        "rooms",
+        "last_seen",
+        "out",
+        "pending",
+        "backlog",
+        "bucket",
+        "closed",
+    )
+
+    def __init__(
+        self,
+        client_id: str,
+        name: str | None,
+        transport: Transport,
+        ip: str = "",
+        kind: str = HUB,
+    ) -> None:
+        self.client_id = client_id
+        self.name = name
+        self.kind = kind
+        self.ip = ip
+        self.transport = transport
+        self.member: dict[str, str] = {"client_id": client_id, "name": name or client_id}
+        self.rooms: set[str] = set()
+        self.last_seen = 0.0  # monotonic time of the last frame received
+        self.out: list[bytes] | None = None  # frames queued in this loop iteration
+        self.pending = 0  # bytes in ``out``
+        self.backlog = 0  # bytes the socket had not taken at the last write
+        self.bucket: TokenBucket | None = None
+        self.closed = False
+
+    @property
+    def display_name(self) -> str:
+        """What others see in "from": the name, or the client_id when it has none."""
+        return self.member["name"]

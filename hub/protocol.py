@@ -1,0 +1,166 @@
+"""The JSON hub protocol on ``/ws``: parse client messages, encode server ones.
+
+Parsing turns one text frame into a command or a `ProtocolError` carrying the
+error code the client sees. No I/O here; `hub.hub` acts on the commands.
+See docs/protocol.md for the wire format with examples.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from hub.frames import text_frame
+
+ROOM_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}\Z")
+"""Room names: 1-64 letters, digits and ``-_.:`` (ASCII only, so a name is a safe key anywhere)."""
+
+MAX_NAME_LENGTH = 64
+"""Display names are 1-64 characters; longer ones are refused at the handshake."""
+
+# Error codes a client can receive in {"type":"error","code":...}.
+BAD_JSON = "bad_json"
+BAD_REQUEST = "bad_request"
+UNKNOWN_TYPE = "unknown_type"
+NOT_JOINED = "not_joined"
+HISTORY_GAP = "history_gap"
+RATE_LIMITED = "rate_limited"
+TOO_MANY_ROOMS = "too_many_rooms"
+
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class ProtocolError(Exception):
+    """A client request the server refuses; the connection stays open."""
+
+    def __init__(self, code: str, detail: str, request_id: Any = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.request_id = request_id
+
+
+@dataclass(slots=True, frozen=True)
+class Join:
+    room: str
+    since: int | None = None
+    epoch: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Leave:
+    room: str
+
+
+@dataclass(slots=True, frozen=True)
+class Publish:
+    room: str
+    data: Any
+    request_id: str | int | float | None = None
+    ephemeral: bool = False
+
+
+Command = Join | Leave | Publish
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse(text: str) -> Command:
+    """Parse one client text frame into a command, or raise `ProtocolError`."""
+    try:
+        message = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(BAD_JSON, f"not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(BAD_REQUEST, "a message must be a JSON object")
+    request_id = message.get("id")
+    if request_id is not None and (
+        isinstance(request_id, bool) or not isinstance(request_id, str | int | float)
+    ):
+        raise ProtocolError(BAD_REQUEST, '"id" must be a string or a number')
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(BAD_REQUEST, 'missing string field "type"', request_id)
+    if kind == "publish":
+        room = _room(message, request_id)
+        if "data" not in message:
+            raise ProtocolError(BAD_REQUEST, 'publish needs a "data" field', request_id)
+        ephemeral = message.get("ephemeral", False)
+        if not isinstance(ephemeral, bool):
+            raise ProtocolError(BAD_REQUEST, '"ephemeral" must be true or false', request_id)
+        return Publish(room, message["data"], request_id, ephemeral)
+    if kind == "join":
+        room = _room(message, request_id)
+        since = message.get("since")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
+            raise ProtocolError(BAD_REQUEST, '"since" must be an integer', request_id)
+        if since is not None and since < 0:
+            raise ProtocolError(BAD_REQUEST, '"since" must not be negative', request_id)
+        epoch = message.get("epoch")
+        if epoch is not None and not isinstance(epoch, str):
+            raise ProtocolError(BAD_REQUEST, '"epoch" must be a string', request_id)
+        return Join(room, since, epoch)
+    if kind == "leave":
+        return Leave(_room(message, request_id))
+    raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", request_id)
+
+
+def _room(message: dict[str, Any], request_id: Any) -> str:
+    room = message.get("room")
+    if not isinstance(room, str):
+        raise ProtocolError(BAD_REQUEST, 'missing string field "room"', request_id)
+    if not ROOM_NAME.match(room):
+        raise ProtocolError(
+            BAD_REQUEST, "room names are 1-64 characters from letters, digits and -_.:", request_id
+        )
+    return room
+
+
+def valid_display_name(name: str) -> bool:
+    """Whether ``name`` may be used as a display name (1-64 characters)."""
+    return 0 < len(name) <= MAX_NAME_LENGTH
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Encode a server message as a ready-to-write text frame."""
+    return text_frame(_compact(message))
+
+
+def error_frame(code: str, detail: str, request_id: Any = None, **extra: Any) -> bytes:
+    """Frame an error; ``request_id`` ties it to the request that caused it."""
+    message: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+    if request_id is not None:
+        message["id"] = request_id
+    message.update(extra)
+    return encode(message)
+
+
+def message_frame(
+    room: str, seq: int | None, sender: str, data: Any, ts: int, ephemeral: bool = False
+) -> bytes:
+    """Frame a room message; ``seq`` is None for ephemeral messages.
+
+    Raises `ProtocolError` when ``data`` cannot be re-encoded (it came from
+    JSON, so only non-finite floats produced by very large literals can fail).
+    """
+    message: dict[str, Any] = {"type": "message", "room": room}
+    if seq is not None:
+        message["seq"] = seq
+    message["from"] = sender
+    message["data"] = data
+    message["ts"] = ts
+    if ephemeral:
+        message["ephemeral"] = True
+    try:
+        return encode(message)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(BAD_REQUEST, f'"data" cannot be relayed: {exc}') from None
+
+
+def presence_frame(room: str, event: str, member: dict[str, str]) -> bytes:
+    """Frame a presence event ("join" or "leave") about ``member``."""
+    return encode({"type": "presence", "room": room, "event": event, "member": member})

@@ -1,0 +1,47 @@
+"""Fixtures: a live hub server on a loopback port, stopped after each test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from hub.settings import HubSettings  # noqa: E402
+from tests.support import LiveServer, start_live_server  # noqa: E402
+
+
+@pytest.fixture
+def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
+    """``make_server(ping_interval=0.2, ...)``: a live server with those hub settings."""
+    started: list[LiveServer] = []
+
+    def start(
+        allowed_origins: frozenset[str] = frozenset(),
+        compression: bool = False,
+        max_message_size: int = 64 * 1024,
+        **settings: Any,
+    ) -> LiveServer:
+        live = start_live_server(
+            HubSettings(**settings), allowed_origins, compression, max_message_size
+        )
+        started.append(live)
+        return live
+
+    yield start
+
+    async def stop_all() -> None:
+        for live in started:
+            live.stop()
+
+    io_loop.run_sync(stop_all)
+
+
+@pytest.fixture
+def live(make_server: Callable[..., LiveServer]) -> LiveServer:
+    """A live server with default settings."""
+    return make_server()
