@@ -69,7 +69,9 @@ class Hub:
         schedule: Schedule = _call_soon,
     ) -> None:
         self.settings = settings = settings or HubSettings()
-        self.broker: Broker = broker or MemoryBroker(settings.history_size, settings.history_ttl)
+        self.broker: Broker = broker or MemoryBroker(
+            settings.history_size, settings.history_ttl, clock=clock
+        )
         self.broker.attach(self._deliver)
         self.clock = clock
         self._schedule = schedule
@@ -78,6 +80,7 @@ class Hub:
         self.counters = HubCounters()
         self._per_ip: dict[str, int] = {}  # client address -> open connections
         self._dirty: list[Peer] = []  # peers with frames queued this iteration
+        self._doomed: list[Peer] = []  # slow consumers to disconnect at the next flush
         self._flush_scheduled = False
         self._next_ping = 0.0
         self._ids = itertools.count(1)
@@ -313,6 +316,11 @@ class Hub:
     def flush(self) -> None:
         """Write each dirty peer's queued frames with one ``write``."""
         self._flush_scheduled = False
+        if self._doomed:
+            doomed, self._doomed = self._doomed, []
+            for peer in doomed:
+                self.unregister(peer)
+                peer.transport.close(CLOSE_SLOW_CONSUMER, "slow consumer", True)
         dirty, self._dirty = self._dirty, []
         limit = self.settings.send_buffer_limit
         for peer in dirty:
@@ -334,10 +342,21 @@ class Hub:
             self._drop_slow(peer)
 
     def _drop_slow(self, peer: Peer) -> None:
+        """Stop queueing to ``peer`` now; disconnect it at the next flush.
+
+        Deferred because this runs inside a fan-out or a broker callback, where
+        leaving rooms (and announcing it) must not re-enter the broker.
+        """
         if peer.closed:
             return
+        peer.closed = True
+        peer.out = None
+        peer.pending = 0
         self.counters.slow_consumers_dropped += 1
-        self.disconnect(peer, CLOSE_SLOW_CONSUMER, "slow consumer", abort=True)
+        self._doomed.append(peer)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._schedule(self.flush)
 
     # -- heartbeats ---------------------------------------------------------------
 

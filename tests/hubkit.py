@@ -1,0 +1,102 @@
+"""A hub driven by hand, for tests without sockets: a recording transport,
+a manual scheduler and a clock the test moves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from hub.hub import Hub
+from hub.peer import HUB, Peer
+from hub.settings import HubSettings
+
+
+def decode_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split server frames (unmasked) into (opcode, payload) pairs."""
+    frames = []
+    i = 0
+    while i < len(data):
+        opcode = data[i] & 0x0F
+        length = data[i + 1] & 0x7F
+        i += 2
+        if length == 126:
+            length = int.from_bytes(data[i : i + 2], "big")
+            i += 2
+        elif length == 127:
+            length = int.from_bytes(data[i : i + 8], "big")
+            i += 8
+        frames.append((opcode, data[i : i + length]))
+        i += length
+    return frames
+
+
+class RecordingTransport:
+    """Keeps what the hub wrote; ``stuck`` makes every write stay queued."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.queued = 0
+        self.stuck = False
+        self.closed_with: tuple[int, str, bool] | None = None
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(data)
+        if self.stuck:
+            self.queued += len(data)
+        return self.queued
+
+    def backlog(self) -> int:
+        return self.queued
+
+    def close(self, code: int, reason: str, abort: bool) -> None:
+        self.closed_with = (code, reason, abort)
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        return [f for data in self.writes for f in decode_frames(data)]
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The text frames as JSON (pings and the like left out)."""
+        return [json.loads(p) for op, p in self.frames() if op == 0x1]
+
+    def take(self) -> list[dict[str, Any]]:
+        """Messages written since the last take."""
+        messages = self.messages()
+        self.writes.clear()
+        return messages
+
+
+class HandHub:
+    """A `Hub` whose loop iterations and clock are steps of the test."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.now = 1000.0
+        self.callbacks: list[Callable[[], None]] = []
+        self.hub = Hub(
+            HubSettings(**settings),
+            clock=lambda: self.now,
+            schedule=lambda cb: self.callbacks.append(cb),
+        )
+
+    def run(self) -> None:
+        """Loop iterations until the hub has nothing scheduled (flushes, drops)."""
+        for _ in range(10):
+            callbacks, self.callbacks = self.callbacks, []
+            for callback in callbacks:
+                callback()
+            if not self.callbacks:
+                return
+        raise AssertionError("the hub keeps scheduling work")
+
+    def connect(self, name: str | None = "anon", ip: str = "127.0.0.1", kind: str = HUB) -> Peer:
+        peer = Peer(self.hub.new_client_id(), name, RecordingTransport(), ip=ip, kind=kind)
+        assert self.hub.register(peer) is None
+        self.run()
+        peer.transport.take()  # the welcome
+        return peer
+
+    def say(self, peer: Peer, **message: Any) -> list[dict[str, Any]]:
+        """Send one message as ``peer``, run the loop, return what ``peer`` got."""
+        self.hub.handle_text(peer, json.dumps(message))
+        self.run()
+        return peer.transport.take()

@@ -1,0 +1,279 @@
+"""The hub's rules driven by hand, without sockets: membership, presence,
+publish, acks, resume, coalescing, slow consumers, heartbeats, limits."""
+
+import json
+
+from hub.hub import CLOSE_PING_TIMEOUT, CLOSE_POLICY, CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN_LATER
+from hub.peer import ECHO, Peer
+from tests.hubkit import HandHub, RecordingTransport
+
+
+def test_join_answers_with_members_and_tells_the_others() -> None:
+    hand = HandHub()
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    hand.say(ann, type="join", room="r")
+    [joined] = hand.say(bob, type="join", room="r")
+    assert joined["type"] == "joined" and joined["seq"] == 0 and joined["epoch"]
+    assert [m["name"] for m in joined["members"]] == ["ann", "bob"]
+    assert ann.transport.take() == [
+        {
+            "type": "presence",
+            "room": "r",
+            "event": "join",
+            "member": {"client_id": bob.client_id, "name": "bob"},
+        }
+    ]
+
+
+def test_joining_twice_answers_joined_without_a_second_presence() -> None:
+    hand = HandHub()
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    hand.say(ann, type="join", room="r")
+    hand.say(bob, type="join", room="r")
+    ann.transport.take()
+    [again] = hand.say(bob, type="join", room="r")
+    assert again["type"] == "joined" and len(again["members"]) == 2
+    assert ann.transport.take() == []
+    assert len(hand.hub.rooms["r"]) == 2
+
+
+def test_publish_reaches_every_member_with_consecutive_seqs_and_acks() -> None:
+    hand = HandHub()
+    ann, bob, eve = hand.connect("ann"), hand.connect("bob"), hand.connect("eve")
+    for peer in (ann, bob):
+        hand.say(peer, type="join", room="r")
+    ann.transport.take()
+    got = hand.say(bob, type="publish", room="r", data={"n": 1}, id="a")
+    got += hand.say(bob, type="publish", room="r", data={"n": 2})
+    assert [m["type"] for m in got] == ["message", "ack", "message"]
+    assert [m.get("seq") for m in got] == [1, 1, 2]
+    assert got[0]["from"] == "bob" and got[1]["id"] == "a"
+    assert [m["seq"] for m in ann.transport.take()] == [1, 2]
+    assert eve.transport.take() == []
+
+
+def test_publishing_outside_a_room_is_not_joined_and_consumes_no_seq() -> None:
+    hand = HandHub()
+    ann = hand.connect("ann")
+    [error] = hand.say(ann, type="publish", room="r", data=1, id=9)
+    assert error["code"] == "not_joined" and error["id"] == 9
+    hand.say(ann, type="join", room="r")
+    got = hand.say(ann, type="publish", room="r", data=1)
+    assert got[0]["seq"] == 1
+
+
+def test_nameless_client_is_shown_by_client_id() -> None:
+    hand = HandHub()
+    anon = hand.connect(None)
+    hand.say(anon, type="join", room="r")
+    [message] = hand.say(anon, type="publish", room="r", data=0)
+    assert message["from"] == anon.client_id
+
+
+def test_leave_and_not_joined() -> None:
+    hand = HandHub()
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    hand.say(ann, type="join", room="r")
+    hand.say(bob, type="join", room="r")
+    ann.transport.take()
+    assert hand.say(bob, type="leave", room="r") == [{"type": "left", "room": "r"}]
+    [presence] = ann.transport.take()
+    assert presence["event"] == "leave" and presence["member"]["name"] == "bob"
+    [error] = hand.say(bob, type="leave", room="r")
+    assert error["code"] == "not_joined"
+
+
+def test_resume_replays_missed_messages_in_order_before_new_ones() -> None:
+    hand = HandHub()
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    [joined] = hand.say(ann, type="join", room="r")
+    for n in range(5):
+        hand.say(ann, type="publish", room="r", data=n)
+    got = hand.say(bob, type="join", room="r", since=2, epoch=joined["epoch"])
+    assert [m["type"] for m in got] == ["joined", "message", "message", "message"]
+    assert got[0]["seq"] == 5 and [m["seq"] for m in got[1:]] == [3, 4, 5]
+
+
+def test_resume_with_a_stale_epoch_reports_the_gap_then_all_history() -> None:
+    hand = HandHub(history_size=3)
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    hand.say(ann, type="join", room="r")
+    for n in range(5):
+        hand.say(ann, type="publish", room="r", data=n)
+    got = hand.say(bob, type="join", room="r", since=2, epoch="old-epoch")
+    assert got[1]["code"] == "history_gap" and got[1]["oldest_seq"] == 3
+    assert got[1]["epoch"] == got[0]["epoch"] and got[1]["room"] == "r"
+    assert [m["seq"] for m in got[2:]] == [3, 4, 5]
+
+
+def test_empty_room_is_forgotten_but_history_outlives_it_until_the_ttl() -> None:
+    hand = HandHub(history_ttl=60, ping_interval=1000)
+    ann = hand.connect("ann")
+    [joined] = hand.say(ann, type="join", room="r")
+    hand.say(ann, type="publish", room="r", data="kept")
+    hand.say(ann, type="leave", room="r")
+    assert "r" not in hand.hub.rooms
+    hand.now += 30
+    hand.hub.sweep()
+    got = hand.say(ann, type="join", room="r", since=0, epoch=joined["epoch"])
+    assert got[0]["epoch"] == joined["epoch"] and got[1]["data"] == "kept"
+    hand.say(ann, type="leave", room="r")
+    hand.now += 61
+    hand.hub.sweep()
+    assert hand.hub.broker.stats()["history_rooms"] == 0
+    [fresh] = hand.say(ann, type="join", room="r")
+    assert fresh["epoch"] != joined["epoch"] and fresh["seq"] == 0
+
+
+def test_a_burst_is_coalesced_into_one_write_per_member() -> None:
+    hand = HandHub()
+    peers = [hand.connect(f"p{i}") for i in range(3)]
+    for peer in peers:
+        hand.say(peer, type="join", room="r")
+    for peer in peers:
+        peer.transport.take()
+    for n in range(10):
+        hand.hub.handle_text(peers[0], json.dumps({"type": "publish", "room": "r", "data": n}))
+    hand.run()
+    for peer in peers:
+        assert len(peer.transport.writes) == 1
+        assert [m["seq"] for m in peer.transport.messages()] == list(range(1, 11))
+
+
+def test_a_broadcast_frame_is_encoded_once_and_shared() -> None:
+    hand = HandHub()
+    peers = [hand.connect(f"p{i}") for i in range(3)]
+    for peer in peers:
+        hand.say(peer, type="join", room="r")
+    hand.run()
+    hand.hub.handle_text(peers[0], '{"type":"publish","room":"r","data":1}')
+    queued = [peer.out[-1] for peer in peers]
+    assert all(frame is queued[0] for frame in queued)
+
+
+def test_slow_consumer_is_dropped_and_the_others_keep_receiving() -> None:
+    hand = HandHub(send_buffer_limit=4096, rate_limit=0)
+    ann, bob, stuck = hand.connect("ann"), hand.connect("bob"), hand.connect("stuck")
+    for peer in (ann, bob, stuck):
+        hand.say(peer, type="join", room="r")
+    stuck.transport.stuck = True
+    for n in range(100):
+        hand.say(ann, type="publish", room="r", data="x" * 100 + str(n))
+    assert stuck.transport.closed_with == (CLOSE_SLOW_CONSUMER, "slow consumer", True)
+    assert stuck.closed and stuck.client_id not in hand.hub.peers
+    assert hand.hub.counters.slow_consumers_dropped == 1
+    assert stuck.transport.queued <= 4096 + 200
+    got = [m for m in bob.transport.take() if m["type"] == "message"]
+    assert [m["seq"] for m in got] == list(range(1, 101))
+
+
+def test_a_single_burst_bigger_than_the_limit_drops_before_writing() -> None:
+    hand = HandHub(send_buffer_limit=1000, rate_limit=0)
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    for peer in (ann, bob):
+        hand.say(peer, type="join", room="r")
+    bob.transport.take()
+    for n in range(20):
+        hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "y" * 80}))
+    assert bob.closed and ann.closed  # both queued > 1000 bytes within one iteration
+    hand.run()
+    assert bob.transport.writes == []
+
+
+def test_heartbeat_pings_then_evicts_the_silent_with_presence_leave() -> None:
+    hand = HandHub(ping_interval=10, ping_timeout=5)
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    for peer in (ann, bob):
+        hand.say(peer, type="join", room="r")
+    ann.transport.take()
+    hand.hub.sweep()
+    hand.run()
+    assert (0x9, b"") in bob.transport.frames()
+    hand.now += 10
+    ann.last_seen = hand.now  # ann answered, bob did not
+    hand.hub.sweep()
+    hand.now += 5.5
+    hand.hub.sweep()
+    hand.run()
+    assert bob.transport.closed_with == (CLOSE_PING_TIMEOUT, "ping timeout", True)
+    assert hand.hub.counters.stale_evicted == 1
+    assert [m["event"] for m in ann.transport.take() if m["type"] == "presence"] == ["leave"]
+    assert ann.transport.closed_with is None
+
+
+def test_capacity_guard_never_exceeds_the_limit() -> None:
+    hand = HandHub(max_connections=2)
+    hand.connect(), hand.connect(kind=ECHO)
+    extra = Peer("x", None, RecordingTransport())
+    assert hand.hub.register(extra)[0] == CLOSE_TRY_AGAIN_LATER
+    assert len(hand.hub.peers) == 2 and hand.hub.counters.rejected_at_capacity == 1
+
+
+def test_per_ip_cap() -> None:
+    hand = HandHub(max_connections_per_ip=2)
+    hand.connect(ip="10.0.0.1"), hand.connect(ip="10.0.0.1")
+    assert hand.hub.register(Peer("x", None, RecordingTransport(), ip="10.0.0.1"))[0] == 1008
+    hand.connect(ip="10.0.0.2")
+    assert hand.hub.counters.rejected_per_ip == 1
+
+
+def test_rate_limit_errors_then_closes_when_it_persists() -> None:
+    hand = HandHub(rate_limit=1, rate_burst=3)
+    ann = hand.connect("ann")
+    codes = []
+    for _ in range(8):
+        codes += [m.get("code") for m in hand.say(ann, type="leave", room="r")]
+    assert codes[:3] == ["not_joined"] * 3 and codes[3:] == ["rate_limited"] * 3
+    assert ann.transport.closed_with == (CLOSE_POLICY, "rate limit exceeded", False)
+    hand.now += 10  # tokens come back with time for a well-behaved client
+    bob = hand.connect("bob")
+    assert hand.say(bob, type="leave", room="r")[0]["code"] == "not_joined"
+
+
+def test_rooms_per_connection_cap() -> None:
+    hand = HandHub(max_rooms_per_connection=2)
+    ann = hand.connect("ann")
+    hand.say(ann, type="join", room="a")
+    hand.say(ann, type="join", room="b")
+    [error] = hand.say(ann, type="join", room="c")
+    assert error["code"] == "too_many_rooms"
+    assert hand.say(ann, type="join", room="a")[0]["type"] == "joined"
+
+
+def test_ephemeral_gets_no_seq_no_history_and_skips_filling_members() -> None:
+    hand = HandHub(lossy_threshold=100)
+    ann, bob, busy = hand.connect("ann"), hand.connect("bob"), hand.connect("busy")
+    for peer in (ann, bob, busy):
+        hand.say(peer, type="join", room="r")
+    for peer in (ann, bob, busy):
+        peer.transport.take()
+    busy.transport.stuck, busy.transport.queued, busy.backlog = True, 500, 500
+    got = hand.say(ann, type="publish", room="r", data={"x": 1}, ephemeral=True, id=1)
+    assert got[0]["ephemeral"] is True and "seq" not in got[0]
+    assert got[1] == {"type": "ack", "id": 1}
+    assert bob.transport.take()[0]["data"] == {"x": 1}
+    assert busy.transport.take() == [] and hand.hub.counters.ephemeral_skipped == 1
+    [after] = hand.say(ann, type="publish", room="r", data=2)
+    assert after["seq"] == 1
+
+
+def test_unregister_leaves_no_trace() -> None:
+    hand = HandHub()
+    peers = [hand.connect(f"p{i}") for i in range(5)]
+    for i, peer in enumerate(peers):
+        hand.say(peer, type="join", room=f"r{i % 2}")
+        hand.say(peer, type="publish", room=f"r{i % 2}", data=i)
+    for peer in peers:
+        hand.hub.unregister(peer)
+        hand.hub.unregister(peer)  # idempotent
+    hand.run()
+    assert hand.hub.peers == {} and hand.hub.rooms == {} and hand.hub._per_ip == {}
+    assert hand.hub.stats()["memberships"] == 0
+
+
+def test_binary_on_ws_is_bad_request() -> None:
+    hand = HandHub()
+    ann = hand.connect("ann")
+    hand.hub.handle_binary(ann)
+    hand.run()
+    assert ann.transport.take()[0]["code"] == "bad_request"
