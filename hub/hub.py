@@ -220,10 +220,11 @@ class Hub:
         self.send(peer, protocol.encode({"type": "left", "room": command.room}))
 
     def _leave_room(self, peer: Peer, room: str) -> None:
-        members = self.rooms[room]
-        del members[peer.client_id]
-        if not members:
-            del self.rooms[room]
+        members = self.rooms.get(room)
+        if members is not None:  # a doomed slow consumer was taken out already
+            members.pop(peer.client_id, None)
+            if not members:
+                del self.rooms[room]
         peer.rooms.discard(room)
         self.broker.leave(room, peer.member)
 
@@ -352,6 +353,8 @@ class Hub:
         peer.closed = True
         peer.out = None
         peer.pending = 0
+        for room in peer.rooms:  # no more fan-out to it (presence leave comes at the flush)
+            self.rooms[room].pop(peer.client_id, None)
         self.counters.slow_consumers_dropped += 1
         self._doomed.append(peer)
         if not self._flush_scheduled:

@@ -173,7 +173,7 @@ def test_a_single_burst_bigger_than_the_limit_drops_before_writing() -> None:
     for peer in (ann, bob):
         hand.say(peer, type="join", room="r")
     bob.transport.take()
-    for n in range(20):
+    for _ in range(20):
         hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "y" * 80}))
     assert bob.closed and ann.closed  # both queued > 1000 bytes within one iteration
     hand.run()
