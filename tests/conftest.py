@@ -45,3 +45,10 @@ def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
 def live(make_server: Callable[..., LiveServer]) -> LiveServer:
     """A live server with default settings."""
     return make_server()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the browser tests last: Playwright's sync API keeps an event loop
+    running in the main thread until its session fixtures end, and the
+    IOLoop-based tests cannot start their own loop while it does."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))

@@ -1,0 +1,77 @@
+"""The server as a user runs it: ``python server.py`` in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import urllib.request
+
+import pytest
+
+import server as server_module
+from tests.support import JsonClient, ServerProcess
+
+
+@pytest.fixture
+def proc():
+    running = ServerProcess("--ping_interval=30", "--logging=info")
+    yield running
+    running.kill()
+
+
+@pytest.fixture
+def restore_options():
+    """tornado.options is process-global: put every value back after the test."""
+    saved = server_module.options.as_dict()
+    yield server_module.options
+    for name, value in saved.items():
+        setattr(server_module.options, name, value)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_closes_clients_with_1001_and_exits_0(proc, signum) -> None:
+    clients = [await JsonClient.open(proc.ws_url("/ws?name=c")) for _ in range(3)]
+    clients.append(await JsonClient.open(proc.ws_url("/ws/echo")))
+    await clients[0].expect("welcome")
+    proc.signal(signum)
+    for client in clients:
+        code, reason = await client.closed()
+        assert (code, reason) == (1001, "server shutdown")
+    started = time.monotonic()
+    assert await asyncio.to_thread(proc.wait, 10) == 0
+    assert time.monotonic() - started < 5
+    log = "".join(proc.log)
+    assert "Traceback" not in log and "stopped" in log
+
+
+def test_healthz_and_pages_are_served(proc) -> None:
+    with urllib.request.urlopen(proc.url("/healthz"), timeout=5) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "ok" and body["connections"] == 0
+    assert "listening on http://127.0.0.1:" in "".join(proc.log)
+
+
+def test_config_file_is_read_and_flags_override_it(tmp_path, restore_options) -> None:
+    config = tmp_path / "hub.conf"
+    config.write_text(
+        "ping_interval = 7.5\nhistory_size = 42\nallowed_origins = 'https://a.example'\n"
+    )
+    server_module.load_options(["server.py", f"--config={config}", "--history_size=9", "--port=0"])
+    options = restore_options
+    assert options.ping_interval == 7.5  # from the file
+    assert options.history_size == 9  # the flag wins
+    assert server_module.parse_origins(options.allowed_origins) == {"https://a.example"}
+
+
+def test_bad_allowed_origin_is_a_clear_startup_error() -> None:
+    with pytest.raises(SystemExit, match="not a full origin"):
+        server_module.parse_origins("app.example.com")
+
+
+def test_max_connections_is_kept_below_the_open_file_limit(caplog, restore_options) -> None:
+    server_module.load_options(["server.py", "--max_connections=50000"])
+    settings = server_module.hub_settings(fd_limit=1000)
+    assert settings.max_connections == 1000 - server_module.FD_RESERVE
+    assert "max_connections 50000 lowered" in caplog.text
