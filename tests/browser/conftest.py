@@ -9,6 +9,7 @@ Without /usr/bin/chromium or the playwright package, these tests skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.pages import FrameLog
 from tests.browser.proxy import LoopbackProxy
 from tests.browser.server_process import REPO, SERVER_SCRIPT, ServerProcess
 
@@ -93,7 +95,9 @@ def _slug(node_name: str) -> str:
 
 
 @pytest.fixture
-def start_server(request: pytest.FixtureRequest, artifacts: Path) -> Iterator[Callable[..., ServerProcess]]:
+def start_server(
+    request: pytest.FixtureRequest, artifacts: Path
+) -> Iterator[Callable[..., ServerProcess]]:
     """``start_server("--history_size=5")``: the real server; stopped after the test."""
     started: list[ServerProcess] = []
 
@@ -133,7 +137,7 @@ def make_proxy() -> Iterator[Callable[[int], LoopbackProxy]]:
 def open_page(
     request: pytest.FixtureRequest, browser: Any, artifacts: Path
 ) -> Iterator[Callable[..., Any]]:
-    """``open_page(url, viewport=PHONE)``: a page in a fresh browser context.
+    """``open_page(url, viewport=PHONE, frames=FrameLog())``: a page in a fresh context.
 
     Each page gets its own context (no shared storage), like two people on
     two machines. JavaScript errors on a page fail the test; on failure every
@@ -143,12 +147,16 @@ def open_page(
     pages: list[Any] = []
     errors: list[str] = []
 
-    def open_(url: str, viewport: dict[str, int] | None = None) -> Any:
+    def open_(
+        url: str, viewport: dict[str, int] | None = None, frames: FrameLog | None = None
+    ) -> Any:
         context = browser.new_context(viewport=viewport or DESKTOP)
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"{url}: {exc}"))
+        if frames is not None:
+            page.on("websocket", frames.attach)
         page.goto(url)
         pages.append(page)
         return page
@@ -157,10 +165,9 @@ def open_page(
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         for n, page in enumerate(pages):
-            try:
+            # A page the test closed has nothing to show.
+            with contextlib.suppress(Exception):
                 page.screenshot(path=str(artifacts / f"FAILED-{_slug(request.node.name)}-{n}.png"))
-            except Exception:  # noqa: BLE001 (a closed page has nothing to show)
-                pass
     for context in contexts:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"

@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:  # imported lazily, so a missing playwright skips instead of erroring
     from playwright.sync_api import Page
+
+
+class FrameLog:
+    """Hub frames a page sent and received, decoded, as seen on the wire."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.received: list[dict[str, Any]] = []
+
+    def attach(self, ws: Any) -> None:
+        if not ws.url.split("?")[0].endswith("/ws"):
+            return
+        ws.on("framesent", lambda payload: self.sent.append(_decode(payload)))
+        ws.on("framereceived", lambda payload: self.received.append(_decode(payload)))
+
+    def published(self, kind: str) -> list[dict[str, Any]]:
+        """Publish frames whose data has this "kind"."""
+        return [f for f in self.sent if f.get("type") == "publish" and _kind(f) == kind]
+
+    def messages(self, kind: str) -> list[dict[str, Any]]:
+        """Room messages received whose data has this "kind"."""
+        return [f for f in self.received if f.get("type") == "message" and _kind(f) == kind]
+
+
+def _kind(frame: dict[str, Any]) -> Any:
+    data = frame.get("data")
+    return data.get("kind") if isinstance(data, dict) else None
+
+
+def _decode(payload: str | bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def chat_url(base: str, name: str, room: str = "lobby") -> str:

@@ -8,6 +8,7 @@ other pages carry on. ``block()`` makes it refuse new connections until
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -100,8 +101,6 @@ class LoopbackProxy:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()
