@@ -1,0 +1,204 @@
+"""Command line: ``python -m bench [SCENARIO ...] [--quick] [--json PATH]``.
+
+Runs each selected case against our server and the textbook baseline, one
+after the other on a fresh server each, then prints side-by-side tables and
+writes the JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import sys
+from typing import Any
+
+import tornado
+
+from bench import scenarios
+from bench.procstat import raise_nofile_limit
+from bench.progress import Progress
+from bench.report import render_markdown, render_text, to_json
+from bench.servers import KINDS
+from bench.suite import Case, full_suite, quick_suite
+
+TYPES = ("idle", "fanout", "slow", "handshake", "steady")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument(
+        "scenarios",
+        nargs="*",
+        default=["all"],
+        help=f"any of {', '.join(TYPES)}, or a case name, or 'all'",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes: every scenario in well under a minute"
+    )
+    p.add_argument("--servers", default="ours,baseline", help="comma list of: ours, baseline")
+    p.add_argument(
+        "--json", default="bench-results.json", help="write the JSON report here ('-' = stdout)"
+    )
+    p.add_argument("--markdown", help="also write Markdown tables to this file")
+    p.add_argument("--subscribers", type=int, help="override subscriber count (fanout/slow/steady)")
+    p.add_argument("--messages", type=int, help="override message count (fanout/slow)")
+    p.add_argument("--connections", type=int, help="override connection count (idle)")
+    p.add_argument("--size", type=int, help="override message payload size in bytes")
+    p.add_argument("--window", type=int, default=32, help="publisher's un-acked window")
+    p.add_argument("--workers", type=int, help="load-generator processes (default: automatic)")
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin server and load generator to separate cores",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="KIND:FLAG",
+        help="extra flag for one server, e.g. ours:--send_buffer_limit=524288",
+    )
+    return p.parse_args(argv)
+
+
+def select_cases(args: argparse.Namespace) -> list[Case]:
+    cases = quick_suite() if args.quick else full_suite()
+    wanted = set(args.scenarios)
+    if "all" not in wanted:
+        cases = [c for c in cases if c.type in wanted or c.name in wanted]
+    out = []
+    for c in cases:
+        params = dict(c.params)
+        if args.subscribers and "subscribers" in params:
+            params["subscribers"] = args.subscribers
+        if args.messages and "messages" in params:
+            params["messages"] = args.messages
+        if args.connections and "connections" in params:
+            params["connections"] = args.connections
+        if args.size and c.type in ("fanout", "slow", "steady"):
+            params["size"] = args.size
+        out.append(Case(c.name, c.type, c.description, params))
+    if not out:
+        raise SystemExit(f"no case matches {sorted(wanted)}")
+    return out
+
+
+async def run_case(env: scenarios.Env, case: Case, kind: Any, window: int) -> dict[str, Any]:
+    p = case.params
+    if case.type == "idle":
+        return await scenarios.idle(env, kind, case.name, p["connections"])
+    if case.type == "handshake":
+        return await scenarios.handshakes(env, kind, case.name, p["total"])
+    if case.type == "fanout":
+        return await scenarios.fanout(
+            env,
+            kind,
+            case.name,
+            p["subscribers"],
+            p["messages"],
+            p.get("size", 100),
+            window,
+            max_seconds=p.get("max_seconds", 60.0),
+        )
+    if case.type == "slow":
+        return await scenarios.slow_consumers(
+            env,
+            kind,
+            case.name,
+            p["subscribers"],
+            p["stuck"],
+            p["messages"],
+            p.get("size", 1024),
+            window,
+            p.get("max_seconds", 60.0),
+        )
+    if case.type == "steady":
+        count = int(p["rate"] * p["seconds"])
+        return await scenarios.fanout(
+            env,
+            kind,
+            case.name,
+            p["subscribers"],
+            count,
+            p.get("size", 100),
+            window,
+            rate=p["rate"],
+            max_seconds=p["seconds"] + 10,
+        )
+    raise ValueError(case.type)
+
+
+async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str, Any]]:
+    ncpu = len(os.sched_getaffinity(0))
+    env = scenarios.Env(workers=args.workers, progress=Progress(not args.no_progress))
+    if not args.no_pin and ncpu >= 2:
+        cpus = sorted(os.sched_getaffinity(0))
+        env.server_cpu, env.loadgen_cpus = cpus[0], cpus[1:]
+        os.sched_setaffinity(0, set(env.loadgen_cpus))
+    for spec in args.server_arg:
+        name, _, flag = spec.partition(":")
+        env.server_args.setdefault(name, []).append(flag)
+    kinds = [KINDS[k.strip()] for k in args.servers.split(",") if k.strip()]
+    out = []
+    for case in cases:
+        runs: dict[str, Any] = {}
+        for kind in kinds:
+            if not kind.available():
+                env.progress.log(f"[{case.name}] skipping {kind.name}: server.py not found")
+                continue
+            try:
+                runs[kind.name] = await run_case(env, case, kind, args.window)
+            except Exception as exc:  # one failed case must not lose the others
+                env.progress.log(f"[{case.name} {kind.name}] FAILED: {type(exc).__name__}: {exc}")
+                runs[kind.name] = {"error": f"{type(exc).__name__}: {exc}"}
+        out.append(
+            {
+                "name": case.name,
+                "type": case.type,
+                "description": case.description,
+                "params": case.params,
+                "runs": runs,
+            }
+        )
+        env.progress.log(render_text(out[-1:]))
+    return out
+
+
+def meta(argv: list[str] | None) -> dict[str, Any]:
+    return {
+        "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "tornado": tornado.version,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    raise_nofile_limit()
+    cases = select_cases(args)
+    try:
+        import uvloop
+
+        results = uvloop.run(run_all(args, cases))
+    except ImportError:
+        results = asyncio.run(run_all(args, cases))
+    print(render_text(results))
+    doc = to_json(meta(argv), results)
+    if args.json == "-":
+        print(doc)
+    elif args.json:
+        with open(args.json, "w") as f:
+            f.write(doc + "\n")
+        print(f"\nJSON report written to {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(render_markdown(results))
+    failed = [c["name"] for c in results for r in c["runs"].values() if "error" in r]
+    return 1 if failed else 0

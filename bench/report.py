@@ -1,0 +1,178 @@
+"""Render benchmark results as side-by-side tables (text) and JSON.
+
+Each scenario's rows show ours, the baseline, and a gain factor oriented so
+that > 1 always means "ours is better", next to the issue's target for ours.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of a comparison table."""
+
+    key: str
+    label: str
+    better: str  # "higher" | "lower" | "" (informational)
+    fmt: str = "{:,.1f}"
+    target: str = ""  # the issue's target for our server, shown verbatim
+    limit: float | None = None  # numeric form of the target, when there is one
+
+    def show(self, value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, str):
+            return value
+        try:
+            return self.fmt.format(value)
+        except (TypeError, ValueError):
+            return str(value)
+
+
+FANOUT = [
+    Metric("messages_sent", "messages sent", "", "{:,}"),
+    Metric("deliveries_per_s", "deliveries/s", "higher", "{:,.0f}"),
+    Metric("server_cpu_us_per_delivery", "server CPU µs/delivery", "lower", "{:.2f}"),
+    Metric("latency_p50_ms", "latency p50 ms", "lower", "{:.1f}"),
+    Metric("latency_p99_ms", "latency p99 ms", "lower", "{:.1f}"),
+    Metric("latency_max_ms", "latency max ms", "lower", "{:.1f}"),
+    Metric("lost", "lost (expected - received)", "", "{:,}", "0", 0),
+    Metric("server_rss_growth_mb", "server RSS growth MB", "lower", "{:.1f}"),
+    Metric("server_cpu_util", "server CPU util", "", "{:.0%}"),
+    Metric("loadgen_cpu_util", "loadgen CPU util (all procs)", "", "{:.0%}"),
+    Metric("bottleneck", "bottleneck", ""),
+]
+IDLE = [
+    Metric("held", "connections held", "higher", "{:,}"),
+    Metric("kb_per_connection", "server KB/idle connection", "lower", "{:.2f}", "≤ 8", 8.0),
+    Metric("server_rss_after_mb", "server RSS MB", "lower", "{:.1f}"),
+    Metric("ramp_conn_per_s", "ramp-up connections/s", "higher", "{:,.0f}"),
+    Metric("ramp_server_cpu_us_per_conn", "server CPU µs/connection", "lower", "{:.0f}"),
+    Metric("failed", "failed", "", "{:,}"),
+]
+HANDSHAKE = [
+    Metric("handshakes", "handshakes", "", "{:,}"),
+    Metric("handshakes_per_s", "handshakes/s", "higher", "{:,.0f}", "≥ 5,000"),
+    Metric("server_cpu_us_per_handshake", "server CPU µs/handshake", "lower", "{:.0f}"),
+    Metric("failed", "failed", "", "{:,}", "0", 0),
+    Metric("server_cpu_util", "server CPU util", "", "{:.0%}"),
+    Metric("loadgen_cpu_util", "loadgen CPU util (all procs)", "", "{:.0%}"),
+    Metric("bottleneck", "bottleneck", ""),
+]
+SLOW = [
+    Metric("messages_sent", "messages sent", "", "{:,}"),
+    Metric("per_member_msgs_per_s", "msgs/s per normal member", "higher", "{:,.0f}"),
+    Metric(
+        "normal_throughput_vs_no_stuck",
+        "normal throughput vs no stuck",
+        "higher",
+        "{:.2f}",
+        "≥ 0.90",
+        0.9,
+    ),
+    Metric("server_rss_growth_mb", "server RSS growth MB (peak)", "lower", "{:.1f}"),
+    Metric("slow_consumers_dropped", "slow consumers dropped", "", "{}"),
+    Metric("lost", "lost by normal members", "", "{:,}", "0", 0),
+    Metric("server_cpu_us_per_delivery", "server CPU µs/delivery", "lower", "{:.2f}"),
+    Metric("bottleneck", "bottleneck", ""),
+]
+STEADY = [
+    Metric("messages_sent", "messages sent", "", "{:,}"),
+    Metric("latency_p50_ms", "latency p50 ms", "lower", "{:.1f}"),
+    Metric("latency_p99_ms", "latency p99 ms", "lower", "{:.1f}", "≤ 50", 50.0),
+    Metric("latency_max_ms", "latency max ms", "lower", "{:.1f}"),
+    Metric("lost", "lost", "", "{:,}", "0", 0),
+    Metric("server_cpu_us_per_delivery", "server CPU µs/delivery", "lower", "{:.2f}"),
+    Metric("server_cpu_util", "server CPU util", "", "{:.0%}"),
+]
+METRICS = {"fanout": FANOUT, "idle": IDLE, "handshake": HANDSHAKE, "slow": SLOW, "steady": STEADY}
+
+
+def gain(metric: Metric, ours: Any, base: Any) -> float | None:
+    """Factor by which ours is better than the baseline (> 1 = better)."""
+    if (
+        not metric.better
+        or not isinstance(ours, (int, float))
+        or not isinstance(base, (int, float))
+    ):
+        return None
+    if metric.better == "higher":
+        return ours / base if base else None
+    return base / ours if ours else None
+
+
+def compare(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of {metric, ours, baseline, gain, target} for one case."""
+    rows = []
+    ours, base = case["runs"].get("ours"), case["runs"].get("baseline")
+    for m in METRICS[case["type"]]:
+        o = ours.get(m.key) if ours else None
+        b = base.get(m.key) if base else None
+        rows.append(
+            {
+                "metric": m.label,
+                "key": m.key,
+                "ours": o,
+                "baseline": b,
+                "gain": gain(m, o, b),
+                "target": m.target,
+                "ours_text": m.show(o) if ours else "n/a",
+                "baseline_text": m.show(b) if base else "n/a",
+            }
+        )
+    return rows
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
+        )
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def render_text(cases: list[dict[str, Any]]) -> str:
+    """All cases as plain-text tables."""
+    out = []
+    for case in cases:
+        out.append(f"\n== {case['name']}: {case['description']}")
+        rows = []
+        for r in compare(case):
+            g = f"{r['gain']:.2f}x" if r["gain"] else ""
+            rows.append([r["metric"], r["ours_text"], r["baseline_text"], g, r["target"]])
+        out.append(_table(["metric", "ours", "baseline", "gain", "target"], rows))
+        for server, run in case["runs"].items():
+            if run.get("errors"):
+                out.append(f"  {server} errors: {run['errors']}")
+            if str(run.get("bottleneck", "")).startswith("LOADGEN"):
+                out.append(f"  WARNING: the load generator was saturated in the {server} run")
+    return "\n".join(out)
+
+
+def render_markdown(cases: list[dict[str, Any]]) -> str:
+    """All cases as Markdown tables (for docs/performance.md)."""
+    out = []
+    for case in cases:
+        out.append(f"\n### {case['name']}\n\n{case['description']}\n")
+        out.append("| metric | ours | baseline | gain | target (ours) |")
+        out.append("|---|---:|---:|---:|---|")
+        for r in compare(case):
+            g = f"{r['gain']:.2f}×" if r["gain"] else ""
+            out.append(
+                f"| {r['metric']} | {r['ours_text']} | {r['baseline_text']} | {g} | {r['target']} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def to_json(meta: dict[str, Any], cases: list[dict[str, Any]]) -> str:
+    """Machine-readable report: raw runs plus the comparison rows."""
+    doc = {"meta": meta, "cases": [{**c, "comparison": compare(c)} for c in cases]}
+    return json.dumps(doc, indent=2, default=str)
