@@ -50,9 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=32, help="publisher's un-acked window")
     p.add_argument("--workers", type=int, help="load-generator processes (default: automatic)")
     p.add_argument(
-        "--no-pin",
+        "--pin",
         action="store_true",
-        help="do not pin server and load generator to separate cores",
+        help="pin the server to the first core and the load generator to the others"
+        " (only on an otherwise idle machine: pinning makes contention worse)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.add_argument(
@@ -135,7 +136,7 @@ async def run_case(env: scenarios.Env, case: Case, kind: Any, window: int) -> di
 async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str, Any]]:
     ncpu = len(os.sched_getaffinity(0))
     env = scenarios.Env(workers=args.workers, progress=Progress(not args.no_progress))
-    if not args.no_pin and ncpu >= 2:
+    if args.pin and ncpu >= 2:
         cpus = sorted(os.sched_getaffinity(0))
         env.server_cpu, env.loadgen_cpus = cpus[0], cpus[1:]
         os.sched_setaffinity(0, set(env.loadgen_cpus))

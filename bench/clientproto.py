@@ -55,8 +55,9 @@ def _close_code(payload: bytes) -> int:
 class HubClient(asyncio.Protocol):
     """One connection to the hub: handshake, optional join, then count messages.
 
-    ``ready`` resolves once the connection is usable: after the welcome frame
-    when ``room`` is None, after the ``joined`` reply otherwise.
+    ``ready`` resolves once the connection is usable: after the 101 when
+    ``room`` is None, after the ``joined`` reply otherwise (the join is sent
+    right after the 101, without waiting for the welcome).
     """
 
     def __init__(
@@ -128,6 +129,17 @@ class HubClient(asyncio.Protocol):
             data = self._head[end + 4 :]
             self._head = b""
             self._upgraded = True
+            # Do not wait for the welcome: a server without TCP_NODELAY may hold
+            # it back for a delayed ACK (~40 ms), which would make the ramp-up
+            # measure Nagle's algorithm instead of the server.
+            if self.room is None:
+                self._become_ready()
+            else:
+                self._send_join()
+            if self._counting:
+                if data:
+                    self.data_received(data)
+                return
         self._frames(data)
 
     # -- frame handling ------------------------------------------------------
@@ -179,16 +191,14 @@ class HubClient(asyncio.Protocol):
         if m.group(1):
             self._pattern = PAT_SPACED
         kind = m.group(2)
-        if kind == b"welcome":
-            if self.room is None:
-                self._become_ready()
-            else:
-                join = json.dumps({"type": "join", "room": self.room}).encode()
-                self.transport.write(wsframe.encode_frame(wsframe.OP_TEXT, join))
-        elif kind == b"joined":
+        if kind == b"joined":
             self._become_ready()
         elif kind == b"error":
             self._fail(f"server error: {payload[:200].decode('utf-8', 'replace')}")
+
+    def _send_join(self) -> None:
+        join = json.dumps({"type": "join", "room": self.room}).encode()
+        self.transport.write(wsframe.encode_frame(wsframe.OP_TEXT, join))
 
     def _become_ready(self) -> None:
         self.stats.ready += 1
@@ -221,7 +231,7 @@ class HubClient(asyncio.Protocol):
 
 
 class HandshakeClient(asyncio.Protocol):
-    """Open a hub connection, wait for the 101 and the first frame, then hang up."""
+    """Open a hub connection, wait for the 101, then close it (close frame + FIN)."""
 
     def __init__(self, request: bytes) -> None:
         self.request = request
@@ -243,10 +253,10 @@ class HandshakeClient(asyncio.Protocol):
             self.done.set_exception(ConnectionError(problem))
             self.transport.abort()
             return
-        if len(self._buf) >= end + 4 + 2:  # the welcome frame has started
-            self.done.set_result(None)
-            self.transport.write(wsframe.close_frame(1000))
-            self.transport.close()
+        # The upgrade is complete at the 101; hang up politely right away.
+        self.done.set_result(None)
+        self.transport.write(wsframe.close_frame(1000))
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():

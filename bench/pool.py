@@ -95,7 +95,7 @@ class WorkerPool:
                 raise TimeoutError(f"workers did not report {kind!r} within {timeout:.0f}s")
             if tick:
                 tick()
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
         return [w[kind] for w in self.latest]
 
     async def request(self, cmd: str, reply: str, timeout: float = 30.0) -> list[dict[str, Any]]:

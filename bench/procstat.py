@@ -24,6 +24,18 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / _TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (from /proc/stat).
+
+    Compared with the server's and the load generator's own CPU time, this
+    shows how much CPU other processes on the machine took during a run.
+    """
+    with open("/proc/stat", "rb") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / _TICKS
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of ``pid`` in bytes (from /proc/PID/statm)."""
     with open(f"/proc/{pid}/statm", "rb") as f:

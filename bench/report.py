@@ -44,6 +44,7 @@ FANOUT = [
     Metric("server_rss_growth_mb", "server RSS growth MB", "lower", "{:.1f}"),
     Metric("server_cpu_util", "server CPU util", "", "{:.0%}"),
     Metric("loadgen_cpu_util", "loadgen CPU util (all procs)", "", "{:.0%}"),
+    Metric("other_processes_cpu_util", "other processes' CPU (cores)", "", "{:.2f}"),
     Metric("bottleneck", "bottleneck", ""),
 ]
 IDLE = [
@@ -61,6 +62,7 @@ HANDSHAKE = [
     Metric("failed", "failed", "", "{:,}", "0", 0),
     Metric("server_cpu_util", "server CPU util", "", "{:.0%}"),
     Metric("loadgen_cpu_util", "loadgen CPU util (all procs)", "", "{:.0%}"),
+    Metric("other_processes_cpu_util", "other processes' CPU (cores)", "", "{:.2f}"),
     Metric("bottleneck", "bottleneck", ""),
 ]
 SLOW = [

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.addresses import source_addresses, split_evenly
 from bench.pool import WorkerPool
-from bench.procstat import cpu_seconds, rss_bytes, self_cpu_seconds
+from bench.procstat import cpu_seconds, machine_busy_seconds, rss_bytes, self_cpu_seconds
 from bench.progress import Progress
 from bench.publisher import connect_publisher, publish
 from bench.servers import ServerKind, ServerProcess, start_server
@@ -142,12 +142,19 @@ def ramp_tick(env: Env, label: str, pool: WorkerPool, n: int) -> Any:
     return tick
 
 
-def bottleneck(server_util: float, loadgen_util: float, loadgen_max_proc: float, env: Env) -> str:
-    """Name whichever side was saturated during a flood phase."""
+def bottleneck(
+    server_util: float, loadgen_util: float, loadgen_max_proc: float, other_util: float, env: Env
+) -> str:
+    """Name whichever side was saturated during a flood phase.
+
+    ``other_util`` is CPU taken by processes outside the benchmark (cores).
+    """
     if server_util >= 0.85:
         return "server"
     if loadgen_util >= 0.85 * env.loadgen_cores or loadgen_max_proc >= 0.95:
         return "LOADGEN (results understate the server)"
+    if server_util + loadgen_util + other_util >= 0.9 * (os.cpu_count() or 1) and other_util > 0.2:
+        return f"CPU contention (other processes took {other_util:.1f} cores)"
     return "neither (window/latency bound)"
 
 
@@ -205,6 +212,7 @@ async def fanout(
             rss0 = rss_bytes(server.pid)
             marks0 = await pool.request("mark", "mark")
             cpu0, me0, t0 = cpu_seconds(server.pid), self_cpu_seconds(), time.monotonic()
+            busy0 = machine_busy_seconds()
             sampler = RssSampler(server.pid)
             max_lag = max(window * 4, (256 * 1024) // max(size, 1))
 
@@ -235,6 +243,7 @@ async def fanout(
                 shower.cancel()
             marks1 = await pool.request("mark", "mark")
             cpu1, me1, t1 = cpu_seconds(server.pid), self_cpu_seconds(), time.monotonic()
+            busy1 = machine_busy_seconds()
             peak = sampler.stop()
             rss1 = rss_bytes(server.pid)
             health = await asyncio.to_thread(server.healthz)
@@ -255,6 +264,7 @@ async def fanout(
     server_util = server_cpu / wall
     loadgen_util = loadgen_cpu / wall
     max_proc = max([c / wall for c in worker_cpu] + [(me1 - me0) / wall])
+    other_util = max(0.0, (busy1 - busy0 - server_cpu - loadgen_cpu) / wall)
     return {
         "scenario": label,
         "server": kind.name,
@@ -275,7 +285,8 @@ async def fanout(
         "server_cpu_util": server_util,
         "loadgen_cpu_util": loadgen_util,
         "loadgen_max_process_util": max_proc,
-        "bottleneck": bottleneck(server_util, loadgen_util, max_proc, env),
+        "other_processes_cpu_util": other_util,
+        "bottleneck": bottleneck(server_util, loadgen_util, max_proc, other_util, env),
         "server_rss_before_mb": rss0 / MB,
         "server_rss_growth_mb": (peak - rss0) / MB,
         "server_rss_after_mb": rss1 / MB,
@@ -362,7 +373,7 @@ async def handshakes(
             await pool.wait_for("progress", 60)
             await wait_quiet(server.pid)
             marks0 = await pool.request("mark", "mark")
-            cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+            cpu0, t0, busy0 = cpu_seconds(server.pid), time.monotonic(), machine_busy_seconds()
             pool.clear("done")
             pool.send_all("go")
 
@@ -371,7 +382,7 @@ async def handshakes(
                 env.progress.update(f"[{label} {kind.name}] {done:,}/{total:,} handshakes")
 
             done = await pool.wait_for("done", 300, tick)
-            cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+            cpu1, t1, busy1 = cpu_seconds(server.pid), time.monotonic(), machine_busy_seconds()
             results = await pool.stop()
         finally:
             pool.close()
@@ -385,6 +396,7 @@ async def handshakes(
     server_util = (cpu1 - cpu0) / wall
     loadgen_util = sum(worker_cpu) / wall
     max_proc = max(c / wall for c in worker_cpu)
+    other_util = max(0.0, (busy1 - busy0) / wall - server_util - loadgen_util)
     return {
         "scenario": label,
         "server": kind.name,
@@ -396,7 +408,8 @@ async def handshakes(
         "server_cpu_util": server_util,
         "loadgen_cpu_util": loadgen_util,
         "loadgen_max_process_util": max_proc,
-        "bottleneck": bottleneck(server_util, loadgen_util, max_proc, env),
+        "other_processes_cpu_util": other_util,
+        "bottleneck": bottleneck(server_util, loadgen_util, max_proc, other_util, env),
         "errors": _errors(results),
     }
 

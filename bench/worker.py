@@ -107,7 +107,7 @@ class Worker:
     async def _progress(self) -> None:
         while not self.stop_event.is_set():
             self.send("progress", self.snapshot())
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
 
     # -- connection setup ----------------------------------------------------
     async def _open_one(self, i: int, sem: asyncio.Semaphore) -> None:
