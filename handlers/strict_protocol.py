@@ -1,0 +1,184 @@
+"""RFC 6455 strictness that stock Tornado 6.6.1 lacks, added by subclassing.
+
+Tornado's ``WebSocketProtocol13`` echoes any close code it receives (so a peer
+sending the reserved code 1005 gets 1005 back, which fails Autobahn 7.9.x), and
+it answers invalid UTF-8 in a text message by dropping TCP instead of closing
+with 1007.  ``StrictProtocolMixin`` swaps in :class:`StrictWebSocketProtocol`,
+which fixes those and a few hostile-input paths, without touching Tornado's
+files or module globals.  See docs/conformance.md for the Autobahn results.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from asyncio import Future
+from typing import Any
+
+from tornado import httputil
+from tornado.websocket import (  # the private error is what Tornado's decompressor raises
+    WebSocketProtocol,
+    WebSocketProtocol13,
+    _DecompressTooLargeError,
+)
+
+# Close codes (RFC 6455 section 7.4.1).
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INVALID_DATA = 1007
+CLOSE_TOO_BIG = 1009
+
+_OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+# permessage-deflate parameters we can honour (RFC 7692 section 7.1).
+_DEFLATE_PARAMS = frozenset(
+    {
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    }
+)
+
+
+def is_valid_close_code(code: int) -> bool:
+    """True if a peer may send ``code`` in a close frame (RFC 6455 section 7.4).
+
+    1004-1006 and 1015 are reserved and must never be on the wire, 1016-2999
+    are reserved for future RFCs, 3000-4999 belong to libraries and apps.
+    """
+    if 1000 <= code <= 1003 or 1007 <= code <= 1014:
+        return True
+    return 3000 <= code <= 4999
+
+
+def _window_bits_ok(value: str | None, *, lowest: int, may_be_empty: bool) -> bool:
+    if value is None:
+        return may_be_empty
+    return value.isdigit() and lowest <= int(value) <= 15
+
+
+def acceptable_deflate_offer(params: dict[str, str | None]) -> bool:
+    """True if we can accept this permessage-deflate offer as it stands.
+
+    Tornado raises ValueError on unknown parameters (which aborts the
+    handshake) and zlib cannot compress with an 8-bit window, so such offers
+    are declined instead; the client may have listed a fallback offer.
+    """
+    if not set(params) <= _DEFLATE_PARAMS:
+        return False
+    for flag in ("server_no_context_takeover", "client_no_context_takeover"):
+        if flag in params and params[flag] is not None:
+            return False
+    if "server_max_window_bits" in params and not _window_bits_ok(
+        params["server_max_window_bits"], lowest=9, may_be_empty=False
+    ):
+        return False
+    return "client_max_window_bits" not in params or _window_bits_ok(
+        params["client_max_window_bits"], lowest=8, may_be_empty=True
+    )
+
+
+class StrictWebSocketProtocol(WebSocketProtocol13):
+    """WebSocketProtocol13 that fails bad input with the close code RFC 6455 asks for.
+
+    Only ``_handle_message`` (called once per complete message or control
+    frame) and ``_parse_extensions_header`` are overridden; frame parsing,
+    masking, size limits and pings stay Tornado's.
+    """
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Start the closing handshake with ``code``; Tornado drops TCP after 5 s."""
+        self.close(code, reason)
+
+    def _handle_message(self, opcode: int, data: bytes) -> Future[None] | None:
+        if self.client_terminated:
+            return None
+        if opcode == _OP_CLOSE:
+            return self._handle_close_frame(data)
+        if opcode in (_OP_PING, _OP_PONG):
+            if self._frame_compressed:
+                # RFC 7692: RSV1 is only meaningful on data frames.
+                self._fail(CLOSE_PROTOCOL_ERROR, "compressed control frame")
+                return None
+            return super()._handle_message(opcode, data)
+        if opcode not in (_OP_TEXT, _OP_BINARY):
+            self._fail(CLOSE_PROTOCOL_ERROR, "unknown opcode")
+            return None
+        if self.server_terminated:
+            # We already sent a close frame: discard data instead of handing the
+            # application messages it can no longer answer.
+            return None
+        payload = self._inflate(data) if self._frame_compressed else data
+        if payload is None:
+            return None
+        self._message_bytes_in += len(payload)
+        if opcode == _OP_BINARY:
+            return self._run_callback(self.handler.on_message, payload)
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self._fail(CLOSE_INVALID_DATA, "invalid UTF-8")
+            return None
+        return self._run_callback(self.handler.on_message, text)
+
+    def _inflate(self, data: bytes) -> bytes | None:
+        """Decompress one message; on failure close the connection, return None."""
+        assert self._decompressor is not None
+        try:
+            return self._decompressor.decompress(data)
+        except zlib.error:
+            # Corrupt deflate stream: Tornado would let zlib.error escape.
+            self._fail(CLOSE_PROTOCOL_ERROR, "bad deflate data")
+        except _DecompressTooLargeError:
+            self.close(CLOSE_TOO_BIG, "message too big after decompression")
+            self._abort()
+        return None
+
+    def _handle_close_frame(self, data: bytes) -> None:
+        """Echo a valid close frame (Tornado does that); answer an invalid one with 1002."""
+        problem = None
+        if len(data) == 1:
+            problem = "close payload of 1 byte"
+        elif len(data) >= 2:
+            (code,) = struct.unpack(">H", data[:2])
+            if not is_valid_close_code(code):
+                problem = "invalid close code"
+            else:
+                try:
+                    data[2:].decode("utf-8")
+                except UnicodeDecodeError:
+                    problem = "close reason is not UTF-8"
+        if problem is None:
+            super()._handle_message(_OP_CLOSE, data)
+            return None
+        # The peer has closed its side; reply once and drop the connection.
+        self.client_terminated = True
+        self.close(CLOSE_PROTOCOL_ERROR, problem)
+        return None
+
+    def _parse_extensions_header(
+        self, headers: httputil.HTTPHeaders
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Drop permessage-deflate offers we cannot honour, so Tornado picks a later one."""
+        extensions = super()._parse_extensions_header(headers)
+        if self.mask_outgoing:  # client side: leave server responses alone
+            return extensions
+        return [
+            (name, params)
+            for name, params in extensions
+            if name != "permessage-deflate" or acceptable_deflate_offer(params)
+        ]
+
+
+class StrictProtocolMixin:
+    """Put first in a WebSocketHandler's bases to use :class:`StrictWebSocketProtocol`.
+
+    We let Tornado build its own protocol object first and reuse its params,
+    so the ping, size and compression settings stay exactly Tornado's.
+    """
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        stock: Any = super().get_websocket_protocol()  # type: ignore[misc]
+        if not isinstance(stock, WebSocketProtocol13):
+            return stock  # unsupported version: Tornado answers 426
+        return StrictWebSocketProtocol(self, False, stock.params)  # type: ignore[arg-type]
