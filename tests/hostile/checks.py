@@ -47,6 +47,7 @@ def wait_fds(server: HubProcess, at_most: int, timeout: float = 10.0) -> int:
     )
 
 
-def assert_no_errors_logged(server: HubProcess) -> None:
-    errors = server.errors()
-    assert not errors, "server logged errors:\n" + server.log()[-5000:]
+def assert_no_errors_logged(server: HubProcess, since: int = 0) -> None:
+    """Nothing after log position ``since`` (see `HubProcess.mark`) is an error."""
+    errors = server.errors(since)
+    assert not errors, "server logged errors:\n" + "".join(server.lines[since:])[-5000:]

@@ -69,9 +69,13 @@ class HubProcess:
     def log(self) -> str:
         return "".join(self.lines)
 
-    def errors(self) -> list[str]:
-        """Log lines that show an exception or an error-level record."""
-        return [line for line in self.lines if ERROR_LINE.search(line)]
+    def mark(self) -> int:
+        """A position in the log, for `errors` to look only at what came after it."""
+        return len(self.lines)
+
+    def errors(self, since: int = 0) -> list[str]:
+        """Log lines (after ``since``) that show an exception or an error-level record."""
+        return [line for line in self.lines[since:] if ERROR_LINE.search(line)]
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
