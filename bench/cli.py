@@ -82,55 +82,72 @@ def select_cases(args: argparse.Namespace) -> list[Case]:
             params["connections"] = args.connections
         if args.size and c.type in ("fanout", "slow", "steady"):
             params["size"] = args.size
-        out.append(Case(c.name, c.type, c.description, params))
+        out.append(Case(c.name, c.type, c.description, params, c.group))
     if not out:
         raise SystemExit(f"no case matches {sorted(wanted)}")
     return out
 
 
-async def run_case(env: scenarios.Env, case: Case, kind: Any, window: int) -> dict[str, Any]:
+def phase_for(case: Case, window: int) -> scenarios.Phase:
+    """The publishing phase of a fan-out or steady case."""
+    p = case.params
+    if case.type == "steady":
+        return scenarios.Phase(
+            case.name,
+            int(p["rate"] * p["seconds"]),
+            p.get("size", 100),
+            window,
+            p["rate"],
+            p["seconds"] + 10,
+        )
+    return scenarios.Phase(
+        case.name, p["messages"], p.get("size", 100), window, None, p.get("max_seconds", 60.0)
+    )
+
+
+async def run_group(
+    env: scenarios.Env, cases: list[Case], kind: Any, window: int
+) -> list[dict[str, Any]]:
+    """Run one case, or several fan-out/steady cases sharing one ramp-up."""
+    case = cases[0]
     p = case.params
     if case.type == "idle":
-        return await scenarios.idle(env, kind, case.name, p["connections"])
+        return [await scenarios.idle(env, kind, case.name, p["connections"])]
     if case.type == "handshake":
-        return await scenarios.handshakes(env, kind, case.name, p["total"])
-    if case.type == "fanout":
-        return await scenarios.fanout(
-            env,
-            kind,
-            case.name,
-            p["subscribers"],
-            p["messages"],
-            p.get("size", 100),
-            window,
-            max_seconds=p.get("max_seconds", 60.0),
-        )
+        return [await scenarios.handshakes(env, kind, case.name, p["total"])]
     if case.type == "slow":
-        return await scenarios.slow_consumers(
-            env,
-            kind,
-            case.name,
-            p["subscribers"],
-            p["stuck"],
-            p["messages"],
-            p.get("size", 1024),
-            window,
-            p.get("max_seconds", 60.0),
-        )
-    if case.type == "steady":
-        count = int(p["rate"] * p["seconds"])
-        return await scenarios.fanout(
-            env,
-            kind,
-            case.name,
-            p["subscribers"],
-            count,
-            p.get("size", 100),
-            window,
-            rate=p["rate"],
-            max_seconds=p["seconds"] + 10,
-        )
-    raise ValueError(case.type)
+        return [
+            await scenarios.slow_consumers(
+                env,
+                kind,
+                case.name,
+                p["subscribers"],
+                p["stuck"],
+                p["messages"],
+                p.get("size", 1024),
+                window,
+                p.get("max_seconds", 60.0),
+            )
+        ]
+    phases = [phase_for(c, window) for c in cases]
+    return await scenarios.fanout(env, kind, p["subscribers"], phases)
+
+
+def grouped(cases: list[Case]) -> list[list[Case]]:
+    """Consecutive cases with the same group (and subscriber count) run together."""
+    out: list[list[Case]] = []
+    for c in cases:
+        prev = out[-1][0] if out else None
+        if (
+            prev is not None
+            and c.group is not None
+            and c.group == prev.group
+            and c.params.get("subscribers") == prev.params.get("subscribers")
+        ):
+            out[-1].append(c)
+        else:
+            out.append([c])
+    return out
 
 
 async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str, Any]]:
@@ -145,27 +162,32 @@ async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str,
         env.server_args.setdefault(name, []).append(flag)
     kinds = [KINDS[k.strip()] for k in args.servers.split(",") if k.strip()]
     out = []
-    for case in cases:
-        runs: dict[str, Any] = {}
+    for group in grouped(cases):
+        runs: list[dict[str, Any]] = [{} for _ in group]
         for kind in kinds:
             if not kind.available():
-                env.progress.log(f"[{case.name}] skipping {kind.name}: server.py not found")
+                env.progress.log(f"[{group[0].name}] skipping {kind.name}: server.py not found")
                 continue
             try:
-                runs[kind.name] = await run_case(env, case, kind, args.window)
+                results = await run_group(env, group, kind, args.window)
             except Exception as exc:  # one failed case must not lose the others
-                env.progress.log(f"[{case.name} {kind.name}] FAILED: {type(exc).__name__}: {exc}")
-                runs[kind.name] = {"error": f"{type(exc).__name__}: {exc}"}
-        out.append(
-            {
-                "name": case.name,
-                "type": case.type,
-                "description": case.description,
-                "params": case.params,
-                "runs": runs,
-            }
-        )
-        env.progress.log(render_text(out[-1:]))
+                env.progress.log(
+                    f"[{group[0].name} {kind.name}] FAILED: {type(exc).__name__}: {exc}"
+                )
+                results = [{"error": f"{type(exc).__name__}: {exc}"} for _ in group]
+            for r, res in zip(runs, results, strict=True):
+                r[kind.name] = res
+        for case, r in zip(group, runs, strict=True):
+            out.append(
+                {
+                    "name": case.name,
+                    "type": case.type,
+                    "description": case.description,
+                    "params": case.params,
+                    "runs": r,
+                }
+            )
+            env.progress.log(render_text(out[-1:]))
     return out
 
 

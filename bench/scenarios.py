@@ -11,7 +11,7 @@ import asyncio
 import os
 import time
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.addresses import source_addresses, split_evenly
@@ -153,7 +153,10 @@ def bottleneck(
         return "server"
     if loadgen_util >= 0.85 * env.loadgen_cores or loadgen_max_proc >= 0.95:
         return "LOADGEN (results understate the server)"
-    if server_util + loadgen_util + other_util >= 0.9 * (os.cpu_count() or 1) and other_util > 0.2:
+    if server_util + loadgen_util + other_util >= 0.85 * (os.cpu_count() or 1):
+        # The machine is full: whoever took the CPU the server did not get.
+        if loadgen_util >= other_util:
+            return "LOADGEN (machine saturated; results understate the server)"
         return f"CPU contention (other processes took {other_util:.1f} cores)"
     return "neither (window/latency bound)"
 
@@ -169,23 +172,33 @@ def _errors(results: list[dict[str, Any]]) -> dict[str, int]:
 # -- scenarios ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One publishing phase on an already joined room."""
+
+    label: str
+    messages: int
+    size: int = 100
+    window: int = 32
+    rate: float | None = None  # messages/s; None = as fast as the window allows
+    max_seconds: float = 60.0
+
+
 async def fanout(
     env: Env,
     kind: ServerKind,
-    label: str,
     subscribers: int,
-    messages: int,
-    size: int = 100,
-    window: int = 32,
+    phases: list[Phase],
     stuck: int = 0,
-    rate: float | None = None,
-    max_seconds: float = 60.0,
     extra_args: list[str] | None = None,
-) -> dict[str, Any]:
-    """N subscribers in one room, one publisher, M messages (optionally paced)."""
+) -> list[dict[str, Any]]:
+    """N subscribers join one room once; then each phase publishes and is measured.
+
+    Phases share the ramp-up because joining a big room can cost far more
+    than the measurement itself (presence events are O(N) per join).
+    """
     room = "bench-room"
-    normal = subscribers - stuck
-    probe_every = max(1, normal // 1000)
+    label = phases[0].label
     async with running_server(env, kind, extra_args) as server:
         pool = WorkerPool(
             make_configs(
@@ -194,89 +207,115 @@ async def fanout(
                 "subscribe",
                 subscribers,
                 room=room,
-                probe_every=probe_every,
+                probe_every=max(1, (subscribers - stuck) // 1000),
                 stuck=stuck,
             )
         )
         try:
+            t_ramp = time.monotonic()
             await pool.wait_for(
-                "ready", 300, ramp_tick(env, f"{label} {kind.name}", pool, subscribers)
+                "ready", 600, ramp_tick(env, f"{label} {kind.name}", pool, subscribers)
             )
-            ramp_failed = pool.total("failed", "ready")
+            ramp = {
+                "ramp_s": time.monotonic() - t_ramp,
+                "ramp_failed": pool.total("failed", "ready"),
+            }
             pub = await connect_publisher(server.host, server.port, room)
-            env.progress.update(
-                f"[{label} {kind.name}] waiting for join traffic to settle", force=True
-            )
-            settle_s = await wait_quiet(server.pid)
-            base_received = pool.total("received")
-            rss0 = rss_bytes(server.pid)
-            marks0 = await pool.request("mark", "mark")
-            cpu0, me0, t0 = cpu_seconds(server.pid), self_cpu_seconds(), time.monotonic()
-            busy0 = machine_busy_seconds()
-            sampler = RssSampler(server.pid)
-            max_lag = max(window * 4, (256 * 1024) // max(size, 1))
-
-            def lag(sent: int) -> bool:
-                behind = sent * normal - (pool.total("received") - base_received)
-                return behind > max_lag * normal
-
-            async def show() -> None:
-                while True:
-                    got = pool.total("received") - base_received
-                    env.progress.update(f"[{label} {kind.name}] publishing: {got:,} deliveries")
-                    await asyncio.sleep(0.2)
-
-            shower = asyncio.create_task(show())
-            try:
-                res = await publish(pub, messages, size, window, rate, max_seconds, lag)
-                expected = normal * res.sent
-                # Drain: wait for stragglers, give up after 5 s without progress.
-                last, last_change = -1, time.monotonic()
-                while time.monotonic() - last_change < 5.0:
-                    got = pool.total("received") - base_received
-                    if got >= expected:
-                        break
-                    if got != last:
-                        last, last_change = got, time.monotonic()
-                    await asyncio.sleep(0.05)
-            finally:
-                shower.cancel()
-            marks1 = await pool.request("mark", "mark")
-            cpu1, me1, t1 = cpu_seconds(server.pid), self_cpu_seconds(), time.monotonic()
-            busy1 = machine_busy_seconds()
-            peak = sampler.stop()
-            rss1 = rss_bytes(server.pid)
-            health = await asyncio.to_thread(server.healthz)
+            out = []
+            for phase in phases:
+                env.progress.update(f"[{phase.label} {kind.name}] waiting for the server to settle")
+                settle_s = await wait_quiet(server.pid)
+                result = await _measure_phase(
+                    env, kind, server, pool, pub, phase, subscribers, stuck
+                )
+                out.append({**result, **ramp, "settle_s": settle_s})
             pub.close()
-            results = await pool.stop()
+            await pool.stop()
         finally:
             pool.close()
     env.progress.done()
+    return out
 
-    received = sum(sum(r["per_client_received"]) for r in results) - base_received
-    last_rx = max((r["last_rx_ns"] for r in results), default=0)
+
+async def _measure_phase(
+    env: Env,
+    kind: ServerKind,
+    server: ServerProcess,
+    pool: WorkerPool,
+    pub: Any,
+    phase: Phase,
+    subscribers: int,
+    stuck: int,
+) -> dict[str, Any]:
+    """Publish ``phase`` and measure deliveries, latency, loss, CPU and memory."""
+    normal = subscribers - stuck
+    before = await pool.request("collect", "collect")  # also empties latency buffers
+    base_received = sum(r["received"] for r in before)
+    base_closed = sum(r["closed_normal"] for r in before)
+    rss0 = rss_bytes(server.pid)
+    cpu0, me0, t0 = cpu_seconds(server.pid), self_cpu_seconds(), time.monotonic()
+    busy0 = machine_busy_seconds()
+    sampler = RssSampler(server.pid)
+    max_lag = max(phase.window * 4, (256 * 1024) // max(phase.size, 1))
+
+    def lag(sent: int) -> bool:
+        behind = sent * normal - (pool.total("received") - base_received)
+        return behind > max_lag * normal
+
+    async def show() -> None:
+        while True:
+            got = pool.total("received") - base_received
+            env.progress.update(f"[{phase.label} {kind.name}] publishing: {got:,} deliveries")
+            await asyncio.sleep(0.2)
+
+    shower = asyncio.create_task(show())
+    try:
+        res = await publish(
+            pub, phase.messages, phase.size, phase.window, phase.rate, phase.max_seconds, lag
+        )
+        expected = normal * res.sent
+        # Drain: wait for stragglers, give up after 5 s without progress.
+        last, last_change = -1, time.monotonic()
+        while time.monotonic() - last_change < 5.0:
+            got = pool.total("received") - base_received
+            if got >= expected:
+                break
+            if got != last:
+                last, last_change = got, time.monotonic()
+            await asyncio.sleep(0.02)
+    finally:
+        shower.cancel()
+    after = await pool.request("collect", "collect")
+    cpu1, me1, t1 = cpu_seconds(server.pid), self_cpu_seconds(), time.monotonic()
+    busy1 = machine_busy_seconds()
+    peak = sampler.stop()
+    health = await asyncio.to_thread(server.healthz)
+
+    received = sum(r["received"] for r in after) - base_received
+    last_rx = max((r["last_rx_ns"] for r in after), default=0)
     active_s = max(1e-9, (last_rx - res.first_send_ns) / 1e9)
     wall = max(1e-9, t1 - t0)
     server_cpu = cpu1 - cpu0
-    worker_cpu = [b["cpu_s"] - a["cpu_s"] for a, b in zip(marks0, marks1, strict=False)]
+    worker_cpu = [b["cpu_s"] - a["cpu_s"] for a, b in zip(before, after, strict=True)]
     loadgen_cpu = sum(worker_cpu) + (me1 - me0)
-    lat = latency_summary_ms(merge_latencies(r["latencies_us"] for r in results))
+    lat = latency_summary_ms(merge_latencies(r["latencies_us"] for r in after))
     server_util = server_cpu / wall
     loadgen_util = loadgen_cpu / wall
     max_proc = max([c / wall for c in worker_cpu] + [(me1 - me0) / wall])
     other_util = max(0.0, (busy1 - busy0 - server_cpu - loadgen_cpu) / wall)
     return {
-        "scenario": label,
+        "scenario": phase.label,
         "server": kind.name,
         "subscribers": subscribers,
         "stuck": stuck,
-        "message_bytes": size,
+        "message_bytes": phase.size,
+        "window": phase.window,
+        "rate": phase.rate,
         "messages_sent": res.sent,
         "acked": res.acked,
         "expected": expected,
         "received": received,
         "lost": expected - received,
-        "ramp_failed": ramp_failed,
         "deliveries_per_s": received / active_s,
         "per_member_msgs_per_s": (received / max(normal, 1)) / active_s,
         **{f"latency_{k}": v for k, v in lat.items()},
@@ -289,13 +328,11 @@ async def fanout(
         "bottleneck": bottleneck(server_util, loadgen_util, max_proc, other_util, env),
         "server_rss_before_mb": rss0 / MB,
         "server_rss_growth_mb": (peak - rss0) / MB,
-        "server_rss_after_mb": rss1 / MB,
-        "settle_s": settle_s,
         "slow_consumers_dropped": health.get("slow_consumers_dropped"),
         "server_connections_after": health.get("connections"),
-        "close_codes": _merge_counts(r.get("close_codes", {}) for r in results),
-        "closed_during_run": sum(r["closed_normal"] for r in results),
-        "errors": _errors(results) | ({"publisher": res.errors} if res.errors else {}),
+        "close_codes": _merge_counts(r.get("close_codes", {}) for r in after),
+        "closed_during_run": sum(r["closed_normal"] for r in after) - base_closed,
+        "errors": _errors(after) | ({"publisher": res.errors} if res.errors else {}),
     }
 
 
@@ -316,6 +353,8 @@ async def idle(env: Env, kind: ServerKind, label: str, connections: int) -> dict
         t0 = time.monotonic()
         pool = WorkerPool(make_configs(env, server, "idle", connections))
         try:
+            await pool.wait_for("progress", 60)  # workers are up: start the clock
+            t0, cpu0 = time.monotonic(), cpu_seconds(server.pid)
             await pool.wait_for(
                 "ready", 300, ramp_tick(env, f"{label} {kind.name}", pool, connections)
             )
@@ -426,20 +465,15 @@ async def slow_consumers(
     max_seconds: float = 60.0,
 ) -> dict[str, Any]:
     """Flood 1 KB messages with and without ``stuck`` never-reading members."""
-    clean = await fanout(
-        env, kind, f"{label} (no stuck)", subscribers, messages, size, window, 0, None, max_seconds
-    )
-    dirty = await fanout(
-        env, kind, label, subscribers, messages, size, window, stuck, None, max_seconds
-    )
+    clean_phase = Phase(f"{label} (no stuck)", messages, size, window, None, max_seconds)
+    (clean,) = await fanout(env, kind, subscribers, [clean_phase])
+    (dirty,) = await fanout(env, kind, subscribers, [replace(clean_phase, label=label)], stuck)
     ratio = None
     if clean["per_member_msgs_per_s"]:
         ratio = dirty["per_member_msgs_per_s"] / clean["per_member_msgs_per_s"]
+    keep = ("messages_sent", "lost", "per_member_msgs_per_s", "server_rss_growth_mb")
     return {
         **dirty,
-        "baseline_run": {
-            k: clean[k]
-            for k in ("messages_sent", "lost", "per_member_msgs_per_s", "server_rss_growth_mb")
-        },
+        "without_stuck": {k: clean[k] for k in keep},
         "normal_throughput_vs_no_stuck": ratio,
     }

@@ -170,6 +170,18 @@ class Worker:
         self.hs_times = (start, time.monotonic_ns())
 
     # -- main ----------------------------------------------------------------
+    def collect(self) -> dict[str, Any]:
+        """Snapshot plus the latencies measured since the last collect (then cleared)."""
+        out = self.snapshot()
+        out.update(
+            close_codes=dict(self.stats.close_codes),
+            errors=dict(self.stats.errors.most_common(10)),
+            latencies_us=self.stats.latencies_us.tobytes(),
+            closed_normal=sum(1 for c in self.clients if c.lost and not c.stuck),
+        )
+        del self.stats.latencies_us[:]
+        return out
+
     def result(self) -> dict[str, Any]:
         s = self.stats
         out = self.snapshot()
@@ -205,6 +217,8 @@ class Worker:
                     break
                 if cmd == "mark":
                     self.send("mark", self.snapshot())
+                elif cmd == "collect":
+                    self.send("collect", self.collect())
                 elif cmd == "go" and self.cfg.mode == "handshake":
                     await self.handshake_storm()
                     self.send("done", self.snapshot())
