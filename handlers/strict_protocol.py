@@ -57,12 +57,34 @@ def _window_bits_ok(value: str | None, *, lowest: int, may_be_empty: bool) -> bo
     return value.isdigit() and lowest <= int(value) <= 15
 
 
+def parse_extension_offers(header: str) -> list[tuple[str, dict[str, str | None]]]:
+    """``a; x=1; y, b`` -> ``[("a", {"x": "1", "y": None}), ("b", {})]`` (RFC 6455 9.1).
+
+    An offer that repeats a parameter is dropped: RFC 7692 says to decline it.
+    """
+    offers = []
+    for item in header.split(","):
+        name, *raw_params = (part.strip() for part in item.split(";"))
+        if not name:
+            continue
+        params: dict[str, str | None] = {}
+        for raw in raw_params:
+            key, eq, value = raw.partition("=")
+            key = key.strip().lower()
+            if key in params:
+                break
+            params[key] = value.strip().strip('"') if eq else None
+        else:
+            offers.append((name.lower(), params))
+    return offers
+
+
 def acceptable_deflate_offer(params: dict[str, str | None]) -> bool:
     """True if we can accept this permessage-deflate offer as it stands.
 
     Tornado raises ValueError on unknown parameters (which aborts the
     handshake) and zlib cannot compress with an 8-bit window, so such offers
-    are declined instead; the client may have listed a fallback offer.
+    are declined instead.
     """
     if not set(params) <= _DEFLATE_PARAMS:
         return False
@@ -158,14 +180,19 @@ class StrictWebSocketProtocol(WebSocketProtocol13):
 
     def _parse_extensions_header(
         self, headers: httputil.HTTPHeaders
-    ) -> list[tuple[str, dict[str, str]]]:
-        """Drop permessage-deflate offers we cannot honour, so Tornado picks a later one."""
-        extensions = super()._parse_extensions_header(headers)
-        if self.mask_outgoing:  # client side: leave server responses alone
-            return extensions
+    ) -> list[tuple[str, dict[str, str | None]]]:
+        """Offers parsed with their valueless parameters, minus those we cannot honour.
+
+        Tornado's own parser drops parameters without ``=``, so it would accept
+        ``server_no_context_takeover`` without honouring or confirming it
+        (RFC 7692 section 7.1.1.1 requires both). Dropping offers we cannot
+        honour lets Tornado pick the client's next offer, or none.
+        """
+        if self.mask_outgoing:  # client side: server responses are Tornado's business
+            return super()._parse_extensions_header(headers)  # type: ignore[return-value]
         return [
             (name, params)
-            for name, params in extensions
+            for name, params in parse_extension_offers(headers.get("Sec-WebSocket-Extensions", ""))
             if name != "permessage-deflate" or acceptable_deflate_offer(params)
         ]
 
