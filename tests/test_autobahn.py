@@ -9,7 +9,8 @@ Two runs against a real ``server.py`` process:
 
 Every case must pass (OK, NON-STRICT or INFORMATIONAL; never FAILED). The
 counts by result are printed and written to reports/autobahn/summary.json;
-the HTML/JSON reports are in reports/autobahn/<run>/ (git-ignored).
+the HTML/JSON reports are in reports/autobahn/<run>-<random>/ (git-ignored;
+the path is printed).
 
 Run standalone to print the Markdown summary for docs/conformance.md:
 ``python tests/test_autobahn.py``. ``AUTOBAHN_QUICK=1`` skips the slow
@@ -23,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -79,6 +81,7 @@ class Outcome:
     cases: dict[str, dict]
     seconds: float
     exit_code: int
+    outdir: str
 
     def counts(self) -> Counter[str]:
         return Counter(case["behavior"] for case in self.cases.values())
@@ -119,8 +122,9 @@ def kosoku_command() -> list[str]:
 
 def run_suite(run: Run, parallelism: int = 2) -> Outcome:
     """Start the server, drive kosoku at its /ws/echo, read the report."""
-    outdir = os.path.join(REPORTS, run.name)
-    shutil.rmtree(outdir, ignore_errors=True)
+    # A fresh directory per run: two runs in one checkout must not clobber each other.
+    os.makedirs(REPORTS, exist_ok=True)
+    outdir = tempfile.mkdtemp(prefix=f"{run.name}-", dir=REPORTS)
     server = HubProcess(*run.server_args)
     try:
         command = [*kosoku_command(), "-p", str(parallelism), "-o", outdir]
@@ -149,13 +153,13 @@ def run_suite(run: Run, parallelism: int = 2) -> Outcome:
     assert len(index) == 1, f"expected one agent in the report, got {list(index)}"
     cases = next(iter(index.values()))
     assert not errors, "server logged errors during the run:\n" + "".join(errors[:50])
-    return Outcome(run, cases, seconds, done.returncode)
+    return Outcome(run, cases, seconds, done.returncode, outdir)
 
 
 def record(outcome: Outcome) -> None:
     """Print the counts and merge them into reports/autobahn/summary.json."""
     summary = outcome.summary()
-    print(f"\nAutobahn [{outcome.run.name}]: {json.dumps(summary)}")
+    print(f"\nAutobahn [{outcome.run.name}]: {json.dumps(summary)}  report: {outcome.outdir}")
     path = os.path.join(REPORTS, "summary.json")
     try:
         with open(path) as f:
