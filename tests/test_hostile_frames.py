@@ -60,12 +60,13 @@ def canary(server: HubProcess) -> Iterator[Wire]:
 def still_serving(server: HubProcess, canary: Wire) -> Iterator[None]:
     """After every test: the server is up, the canary echoes, nobody else is
     left connected, and the log shows no exception."""
+    mark = server.mark()
     yield
     assert server.alive(), server.log()[-3000:]
     assert_echoes(canary)
     assert_fresh_client_served(server)
     wait_connections(server, 1)
-    assert_no_errors_logged(server)
+    assert_no_errors_logged(server, since=mark)
 
 
 def ended_promptly(wire: Wire, timeout: float = 5.0) -> int | None:
