@@ -103,14 +103,35 @@ def acceptable_deflate_offer(params: dict[str, str | None]) -> bool:
 class StrictWebSocketProtocol(WebSocketProtocol13):
     """WebSocketProtocol13 that fails bad input with the close code RFC 6455 asks for.
 
-    Only ``_handle_message`` (called once per complete message or control
-    frame) and ``_parse_extensions_header`` are overridden; frame parsing,
-    masking, size limits and pings stay Tornado's.
+    ``_handle_message`` (called once per complete message or control frame)
+    and ``_parse_extensions_header`` are overridden, and the first read of
+    each frame is watched for the mask bit; frame parsing, size limits and
+    pings stay Tornado's.
     """
 
+    _at_frame_start = False
+
     def _fail(self, code: int, reason: str) -> None:
-        """Start the closing handshake with ``code``; Tornado drops TCP after 5 s."""
+        """Start the closing handshake with ``code``; Tornado drops TCP after 5 s.
+
+        Frames still arriving are parsed by Tornado but discarded (see
+        `_handle_message`), except the client's close frame, which ends it.
+        """
         self.close(code, reason)
+
+    async def _receive_frame(self) -> None:
+        self._at_frame_start = True
+        await super()._receive_frame()
+
+    async def _read_bytes(self, n: int) -> bytes:
+        data = await super()._read_bytes(n)
+        if self._at_frame_start:
+            # Tornado reads the 2-byte frame header first; it would accept an
+            # unmasked client frame, which RFC 6455 5.1 says a server MUST fail.
+            self._at_frame_start = False
+            if not data[1] & 0x80:
+                self._fail(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+        return data
 
     def _handle_message(self, opcode: int, data: bytes) -> Future[None] | None:
         if self.client_terminated:

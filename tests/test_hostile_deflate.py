@@ -139,3 +139,13 @@ def test_random_compressed_payloads(server: HubProcess, payload: bytes, opcode: 
         wire.send_close(1000)
         ending = wire.ending(timeout=5)
     assert ending.code in (1000, 1002, 1007, 1009), ending.code
+
+
+def test_unmasked_frame_on_a_compressed_connection_closes_1002(server: HubProcess) -> None:
+    """Compressed connections stay on Tornado's reader, which accepts unmasked
+    frames; strict_protocol fails them as RFC 6455 5.1 requires."""
+    with deflate_wire(server) as wire:
+        wire.send_raw(encode_frame(deflate(b"naked"), OP_TEXT, rsv=RSV1, masked=False))
+        ending = wire.ending(timeout=6)
+    assert ending.code == 1002
+    assert not ending.frames

@@ -30,7 +30,11 @@ from tests.hostile.wire import (
     OP_PING,
     OP_TEXT,
     Wire,
+    abort_socket,
+    close_payload,
+    connect_tcp,
     encode_frame,
+    handshake_request,
 )
 
 MAX_MESSAGE = 64 * 1024
@@ -291,3 +295,30 @@ def test_ping_flood_without_reading_keeps_the_server_up(server: HubProcess) -> N
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass
         assert sent > 0
+
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY, OP_PING, OP_CLOSE])
+def test_unmasked_client_frames_fail_the_connection(server: HubProcess, opcode: int) -> None:
+    """RFC 6455 5.1: a server MUST close the connection on an unmasked client frame."""
+    payload = close_payload(1000) if opcode == OP_CLOSE else b"naked"
+    with Wire(server.port) as wire:
+        wire.send_raw(encode_frame(payload, opcode, masked=False))
+        ending = wire.ending(timeout=6)
+    assert ending.code in (None, 1002), ending.code
+    assert not [f for f in ending.frames if f.payload == b"naked"], "unmasked frame was served"
+
+
+def test_frames_pipelined_with_the_handshake_are_served(server: HubProcess) -> None:
+    """A client may send its first frames right behind the upgrade request."""
+    request = handshake_request(server.port) + encode_frame(b"early", OP_TEXT)
+    sock = connect_tcp(server.port)
+    try:
+        sock.sendall(request + encode_frame(b"second", OP_BINARY))
+        received = b""
+        while received.count(b"early") + received.count(b"second") < 2:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+        assert received.index(b"early") < received.index(b"second")
+    finally:
+        abort_socket(sock)
