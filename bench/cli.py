@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import os
 import platform
+import subprocess
 import sys
 from typing import Any
 
@@ -21,7 +22,7 @@ from bench import scenarios
 from bench.procstat import raise_nofile_limit
 from bench.progress import Progress
 from bench.report import render_markdown, render_text, to_json
-from bench.servers import KINDS
+from bench.servers import KINDS, REPO_ROOT
 from bench.suite import Case, full_suite, quick_suite
 
 TYPES = ("idle", "fanout", "slow", "handshake", "steady")
@@ -56,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " (only on an otherwise idle machine: pinning makes contention worse)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="run servers under cProfile during each measured fan-out phase; write .prof files"
+        " to DIR (CPU figures are then inflated by the profiler)",
+    )
     p.add_argument(
         "--server-arg",
         action="append",
@@ -152,7 +159,9 @@ def grouped(cases: list[Case]) -> list[list[Case]]:
 
 async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str, Any]]:
     ncpu = len(os.sched_getaffinity(0))
-    env = scenarios.Env(workers=args.workers, progress=Progress(not args.no_progress))
+    env = scenarios.Env(
+        workers=args.workers, progress=Progress(not args.no_progress), profile_dir=args.profile
+    )
     if args.pin and ncpu >= 2:
         cpus = sorted(os.sched_getaffinity(0))
         env.server_cpu, env.loadgen_cpus = cpus[0], cpus[1:]
@@ -191,8 +200,26 @@ async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str,
     return out
 
 
+def git_state() -> str:
+    """Commit of the checkout under test, with "+dirty" when files are modified."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def meta(argv: list[str] | None) -> dict[str, Any]:
     return {
+        "git": git_state(),
         "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,7 @@ class Env:
     per_worker_max: int = 15000
     progress: Progress = field(default_factory=Progress)
     server_args: dict[str, list[str]] = field(default_factory=dict)
+    profile_dir: str | None = None  # profile measured phases with cProfile
 
     @property
     def loadgen_cores(self) -> int:
@@ -115,11 +117,47 @@ class RssSampler:
         return self.peak
 
 
+class PhaseProfiler:
+    """Switch cProfile on in a server started under ``bench.profiled``, and off again."""
+
+    def __init__(self, server: ServerProcess, label: str) -> None:
+        self.server = server
+        self.label = label
+        self.prefix = server.profile_prefix
+        self.count = server.profile_count
+        if self.prefix:
+            os.kill(server.pid, signal.SIGUSR1)
+
+    async def stop(self) -> str | None:
+        """Stop profiling; return the path of the written profile (None if not profiling)."""
+        if not self.prefix:
+            return None
+        self.count += 1
+        self.server.profile_count = self.count
+        os.kill(self.server.pid, signal.SIGUSR2)
+        path = f"{self.prefix}.{self.count}.prof"
+        for _ in range(300):
+            if os.path.exists(path):
+                safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.label)
+                final = f"{self.prefix}.{safe}.prof"
+                os.replace(path, final)
+                return final
+            await asyncio.sleep(0.1)
+        return None
+
+
 @asynccontextmanager
 async def running_server(env: Env, kind: ServerKind, extra: list[str] | None = None):
     """Start ``kind`` for one scenario and always stop it afterwards."""
     args = list(env.server_args.get(kind.name, [])) + list(extra or [])
-    server = await asyncio.to_thread(start_server, kind, env.host, args, env.server_cpu)
+    prefix = None
+    if env.profile_dir:
+        os.makedirs(env.profile_dir, exist_ok=True)
+        prefix = os.path.join(env.profile_dir, f"{kind.name}-{os.getpid()}-{time.time_ns()}")
+    server = await asyncio.to_thread(
+        start_server, kind, env.host, args, env.server_cpu, 20.0, prefix
+    )
+    server.profile_prefix = prefix
     try:
         yield server
     finally:
@@ -252,6 +290,7 @@ async def _measure_phase(
     before = await pool.request("collect", "collect")  # also empties latency buffers
     base_received = sum(r["received"] for r in before)
     base_closed = sum(r["closed_normal"] for r in before)
+    profiler = PhaseProfiler(server, phase.label)
     rss0 = rss_bytes(server.pid)
     cpu0, me0, t0 = cpu_seconds(server.pid), self_cpu_seconds(), time.monotonic()
     busy0 = machine_busy_seconds()
@@ -289,6 +328,7 @@ async def _measure_phase(
     cpu1, me1, t1 = cpu_seconds(server.pid), self_cpu_seconds(), time.monotonic()
     busy1 = machine_busy_seconds()
     peak = sampler.stop()
+    profile_path = await profiler.stop()
     health = await asyncio.to_thread(server.healthz)
 
     received = sum(r["received"] for r in after) - base_received
@@ -333,6 +373,7 @@ async def _measure_phase(
         "close_codes": _merge_counts(r.get("close_codes", {}) for r in after),
         "closed_during_run": sum(r["closed_normal"] for r in after) - base_closed,
         "errors": _errors(after) | ({"publisher": res.errors} if res.errors else {}),
+        "profile": profile_path,
     }
 
 
@@ -412,6 +453,7 @@ async def handshakes(
             await pool.wait_for("progress", 60)
             await wait_quiet(server.pid)
             marks0 = await pool.request("mark", "mark")
+            profiler = PhaseProfiler(server, label)
             cpu0, t0, busy0 = cpu_seconds(server.pid), time.monotonic(), machine_busy_seconds()
             pool.clear("done")
             pool.send_all("go")
@@ -422,6 +464,7 @@ async def handshakes(
 
             done = await pool.wait_for("done", 300, tick)
             cpu1, t1, busy1 = cpu_seconds(server.pid), time.monotonic(), machine_busy_seconds()
+            profile_path = await profiler.stop()
             results = await pool.stop()
         finally:
             pool.close()
@@ -450,6 +493,7 @@ async def handshakes(
         "other_processes_cpu_util": other_util,
         "bottleneck": bottleneck(server_util, loadgen_util, max_proc, other_util, env),
         "errors": _errors(results),
+        "profile": profile_path,
     }
 
 

@@ -76,6 +76,8 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     log_path: str
     args: list[str] = field(default_factory=list)
+    profile_prefix: str | None = None
+    profile_count: int = 0
 
     @property
     def pid(self) -> int:
@@ -115,6 +117,7 @@ def start_server(
     extra_args: list[str] | None = None,
     cpu: int | None = None,
     timeout: float = 20.0,
+    profile_prefix: str | None = None,
 ) -> ServerProcess:
     """Launch ``kind`` on a free port and wait until /healthz answers.
 
@@ -132,8 +135,12 @@ def start_server(
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
 
+    argv = list(kind.argv)
+    if profile_prefix:
+        # Same process, run under bench.profiled: SIGUSR1/SIGUSR2 toggle cProfile.
+        argv = [argv[0], "-m", "bench.profiled", profile_prefix, *argv[1:]]
     proc = subprocess.Popen(
-        [*kind.argv, *args],
+        [*argv, *args],
         cwd=REPO_ROOT,
         stdout=fd,
         stderr=subprocess.STDOUT,
