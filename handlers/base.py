@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
+from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
-from handlers.strict_protocol import StrictProtocolMixin
+from handlers.handoff import HandoffMixin
 from handlers.transport import WebSocketTransport
 from hub.hub import Hub
 from hub.peer import HUB, Peer
@@ -32,17 +33,35 @@ def host_key(host: str, scheme: str) -> str | None:
     return origin_key(f"{scheme}://{host}")
 
 
-class HubSocketBase(StrictProtocolMixin, WebSocketHandler):
-    """Registers with the hub in ``open`` and leaves it in ``on_close``."""
+class HubSocketBase(HandoffMixin, WebSocketHandler):
+    """Registers with the hub in ``open`` and leaves it in ``on_close``.
+
+    After ``open`` the socket is usually handed to a compact
+    `SocketConnection` (see `handlers.handoff`), which calls ``on_message``,
+    ``on_pong`` and ``on_close`` just as Tornado would.
+    """
 
     kind = HUB
     hub: Hub
     peer: Peer | None = None
+    ws_connection = None  # Tornado's protocol object; None once handed off
+    KEEP_AFTER_HANDOFF = ("hub", "peer", "compression")
+    """The only state the handler still needs once its socket is handed off."""
 
     def initialize(self, hub: Hub, allowed_origins: frozenset[str], compression: bool) -> None:
         self.hub = hub
         self.allowed_origins = allowed_origins
         self.compression = compression
+
+    def prepare(self) -> None:
+        """Refuse a foreign or malformed browser Origin with 403 before the upgrade.
+
+        Tornado parses the Origin itself before calling `check_origin` and
+        answers 500 when it cannot; checking here first keeps that a 403.
+        """
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            raise HTTPError(403, reason="origin not allowed")
 
     def check_origin(self, origin: str) -> bool:
         """Allow same host:port and the configured origins (requests without
@@ -82,3 +101,10 @@ class HubSocketBase(StrictProtocolMixin, WebSocketHandler):
     def on_close(self) -> None:
         if self.peer is not None:
             self.hub.unregister(self.peer)
+
+    def trim_after_handoff(self) -> None:
+        """Drop the request and response state Tornado kept for the handshake
+        (headers, arguments, the HTTP connection): tens of thousands of idle
+        connections would otherwise hold several KB each for nothing."""
+        state = self.__dict__
+        self.__dict__ = {name: state[name] for name in self.KEEP_AFTER_HANDOFF if name in state}

@@ -12,6 +12,7 @@ class HubSocketHandler(HubSocketBase):
     """One client of the hub; the display name comes from ``?name=``."""
 
     def prepare(self) -> None:
+        super().prepare()
         name = self.get_query_argument("name", "")
         if len(name) > MAX_NAME_LENGTH:
             raise HTTPError(400, reason=f"name longer than {MAX_NAME_LENGTH} characters")

@@ -132,9 +132,15 @@ class Hub:
             self._leave_room(peer, room)
 
     def disconnect(self, peer: Peer, code: int, reason: str, abort: bool = False) -> None:
-        """Unregister ``peer`` now and close its socket with ``code``."""
+        """Unregister ``peer`` now and close its socket with ``code``.
+
+        Without ``abort``, what was queued to the peer goes out before the close
+        frame (a rate-limited client still gets its earlier replies).
+        """
         if peer.closed:
             return
+        if not abort and peer.out:
+            peer.transport.write(b"".join(peer.out))
         self.unregister(peer)
         peer.transport.close(code, reason, abort)
 
@@ -148,16 +154,7 @@ class Hub:
 
     def handle_text(self, peer: Peer, text: str) -> None:
         """Act on one text frame received on /ws."""
-        now = self.clock()
-        peer.last_seen = now
-        bucket = peer.bucket
-        if bucket is not None and not bucket.take(now):
-            self.counters.rate_limited += 1
-            if bucket.strikes > bucket.burst:
-                self.counters.closed_for_rate += 1
-                self.disconnect(peer, CLOSE_POLICY, "rate limit exceeded")
-            else:
-                self.send(peer, protocol.error_frame(protocol.RATE_LIMITED, "slow down"))
+        if not self._within_rate(peer):
             return
         try:
             command = protocol.parse(text)
@@ -172,17 +169,36 @@ class Hub:
 
     def handle_binary(self, peer: Peer) -> None:
         """Binary frames carry nothing on /ws: say so, keep the connection."""
-        peer.last_seen = self.clock()
-        self.send(
-            peer, protocol.error_frame(protocol.BAD_REQUEST, "binary frames are not used on /ws")
-        )
+        if self._within_rate(peer):
+            self.send(
+                peer,
+                protocol.error_frame(protocol.BAD_REQUEST, "binary frames are not used on /ws"),
+            )
+
+    def _within_rate(self, peer: Peer) -> bool:
+        """Count one incoming message against the peer's rate limit (every kind
+        counts, garbage included); refuse it, or close a peer that persists."""
+        now = self.clock()
+        peer.last_seen = now
+        bucket = peer.bucket
+        if bucket is None or bucket.take(now):
+            return True
+        self.counters.rate_limited += 1
+        if bucket.strikes > bucket.burst:
+            self.counters.closed_for_rate += 1
+            self.disconnect(peer, CLOSE_POLICY, "rate limit exceeded")
+        else:
+            self.send(peer, protocol.error_frame(protocol.RATE_LIMITED, "slow down"))
+        return False
 
     def _join(self, peer: Peer, command: protocol.Join) -> None:
         room = command.room
         limit = self.settings.max_rooms_per_connection
         if room not in peer.rooms and limit and len(peer.rooms) >= limit:
             raise protocol.ProtocolError(
-                protocol.TOO_MANY_ROOMS, f"a connection may be in at most {limit} rooms"
+                protocol.TOO_MANY_ROOMS,
+                f"a connection may be in at most {limit} rooms",
+                command.request_id,
             )
         snapshot = self.broker.join(room, peer.member)
         if room not in peer.rooms:
@@ -215,7 +231,9 @@ class Hub:
 
     def _leave(self, peer: Peer, command: protocol.Leave) -> None:
         if command.room not in peer.rooms:
-            raise protocol.ProtocolError(protocol.NOT_JOINED, f"not in room {command.room}")
+            raise protocol.ProtocolError(
+                protocol.NOT_JOINED, f"not in room {command.room}", command.request_id
+            )
         self._leave_room(peer, command.room)
         self.send(peer, protocol.encode({"type": "left", "room": command.room}))
 

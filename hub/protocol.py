@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from hub.frames import text_frame
+from hub.frames import OP_TEXT, frame
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}\Z")
 """Room names: 1-64 letters, digits and ``-_.:`` (ASCII only, so a name is a safe key anywhere)."""
@@ -30,6 +30,7 @@ RATE_LIMITED = "rate_limited"
 TOO_MANY_ROOMS = "too_many_rooms"
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_compact_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 
 
 class ProtocolError(Exception):
@@ -47,11 +48,13 @@ class Join:
     room: str
     since: int | None = None
     epoch: str | None = None
+    request_id: str | int | float | None = None
 
 
 @dataclass(slots=True, frozen=True)
 class Leave:
     room: str
+    request_id: str | int | float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -103,9 +106,9 @@ def parse(text: str) -> Command:
         epoch = message.get("epoch")
         if epoch is not None and not isinstance(epoch, str):
             raise ProtocolError(BAD_REQUEST, '"epoch" must be a string', request_id)
-        return Join(room, since, epoch)
+        return Join(room, since, epoch, request_id)
     if kind == "leave":
-        return Leave(_room(message, request_id))
+        return Leave(_room(message, request_id), request_id)
     raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", request_id)
 
 
@@ -126,8 +129,17 @@ def valid_display_name(name: str) -> bool:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """Encode a server message as a ready-to-write text frame."""
-    return text_frame(_compact(message))
+    """Encode a server message as a ready-to-write text frame.
+
+    JSON may carry lone surrogates (``"\\udfff"``), which have no UTF-8 form;
+    such a message is sent with non-ASCII characters escaped, which round-trips
+    to exactly what the client sent.
+    """
+    text = _compact(message)
+    try:
+        return frame(text.encode("utf-8"), OP_TEXT)
+    except UnicodeEncodeError:
+        return frame(_compact_ascii(message).encode("ascii"), OP_TEXT)
 
 
 def error_frame(code: str, detail: str, request_id: Any = None, **extra: Any) -> bytes:

@@ -88,3 +88,11 @@ def test_display_names() -> None:
     assert protocol.valid_display_name("a" * 64)
     assert not protocol.valid_display_name("a" * 65)
     assert not protocol.valid_display_name("")
+
+
+def test_lone_surrogates_are_relayed_escaped_not_crashed_on() -> None:
+    command = parse('{"type":"publish","room":"r","data":"a\\udfffb","id":"\\ud800"}')
+    frame = protocol.message_frame("r", 1, "x", command.data, 0)
+    assert b"\\udfff" in frame and json.loads(frame[2:])["data"] == "a\udfffb"
+    ack = protocol.encode({"type": "ack", "id": command.request_id})
+    assert json.loads(ack[2:])["id"] == "\ud800"

@@ -1,0 +1,144 @@
+"""Client-to-server WebSocket frames, parsed without I/O (RFC 6455 section 5).
+
+`FrameParser` turns the bytes a client sends into complete messages and
+control frames, enforcing the rules a server must: frames masked, reserved
+bits clear (no extension is negotiated on this path), control frames short
+and unfragmented, continuations only inside a fragmented message, and the
+message size limit checked as soon as a frame header arrives, so a client can
+never make the server buffer more than ``max_size`` plus one header.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from handlers.strict_protocol import is_valid_close_code
+
+OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
+OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1002, 1007, 1009
+
+
+class WireError(Exception):
+    """The client broke the protocol: close with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte ``mask``, as one big-integer operation."""
+    size = len(payload)
+    if not size:
+        return b""
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        size, "little"
+    )
+
+
+def parse_close(payload: bytes) -> tuple[int | None, str]:
+    """(code, reason) of a client's close frame; `WireError` if it is malformed."""
+    if not payload:
+        return None, ""
+    if len(payload) == 1:
+        raise WireError(CLOSE_PROTOCOL_ERROR, "close payload of 1 byte")
+    (code,) = struct.unpack("!H", payload[:2])
+    if not is_valid_close_code(code):
+        raise WireError(CLOSE_PROTOCOL_ERROR, "invalid close code")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError(CLOSE_PROTOCOL_ERROR, "close reason is not UTF-8") from None
+    return code, reason
+
+
+class FrameParser:
+    """Accumulates client bytes; `feed` returns the (opcode, payload) events completed."""
+
+    __slots__ = ("max_size", "_buffer", "_fragments", "_fragment_opcode")
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._buffer = bytearray()
+        self._fragments: bytearray | None = None  # a fragmented message in progress
+        self._fragment_opcode = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Add ``data``; return complete messages (opcode 1/2) and control frames."""
+        buffer = self._buffer
+        buffer += data
+        events: list[tuple[int, bytes]] = []
+        pos = 0
+        end = len(buffer)
+        while end - pos >= 2:
+            first, second = buffer[pos], buffer[pos + 1]
+            if first & 0x70:
+                raise WireError(CLOSE_PROTOCOL_ERROR, "reserved bits set")
+            if not second & 0x80:
+                raise WireError(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+            opcode = first & 0x0F
+            final = first & 0x80
+            length = second & 0x7F
+            header = 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                (length,) = struct.unpack_from("!H", buffer, pos + 2)
+                header = 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                (length,) = struct.unpack_from("!Q", buffer, pos + 2)
+                header = 10
+            self._check_header(opcode, final, length)
+            start = pos + header + 4
+            if end - start < length:
+                break
+            payload = unmask(
+                bytes(buffer[start : start + length]), bytes(buffer[start - 4 : start])
+            )
+            pos = start + length
+            event = self._assemble(opcode, final, payload)
+            if event is not None:
+                events.append(event)
+        if pos:
+            del buffer[:pos]
+        return events
+
+    def _check_header(self, opcode: int, final: int, length: int) -> None:
+        if opcode >= OP_CLOSE:
+            if opcode > OP_PONG:
+                raise WireError(CLOSE_PROTOCOL_ERROR, "unknown control opcode")
+            if length > 125 or not final:
+                raise WireError(CLOSE_PROTOCOL_ERROR, "control frames are short and whole")
+            return
+        if opcode > OP_BINARY:
+            raise WireError(CLOSE_PROTOCOL_ERROR, "unknown data opcode")
+        if opcode == OP_CONTINUATION:
+            if self._fragments is None:
+                raise WireError(CLOSE_PROTOCOL_ERROR, "continuation without a message")
+            length += len(self._fragments)
+        elif self._fragments is not None:
+            raise WireError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+        if length > self.max_size:
+            raise WireError(CLOSE_TOO_BIG, "message too big")
+
+    def _assemble(self, opcode: int, final: int, payload: bytes) -> tuple[int, bytes] | None:
+        if opcode >= OP_CLOSE:
+            return opcode, payload
+        if opcode == OP_CONTINUATION:
+            assert self._fragments is not None
+            self._fragments += payload
+            if not final:
+                return None
+            message = bytes(self._fragments)
+            self._fragments = None
+            return self._fragment_opcode, message
+        if final:
+            return opcode, payload
+        self._fragments = bytearray(payload)
+        self._fragment_opcode = opcode
+        return None
