@@ -36,7 +36,13 @@ class Metric:
 FANOUT = [
     Metric("messages_sent", "messages sent", "", "{:,}"),
     Metric("deliveries_per_s", "deliveries/s", "higher", "{:,.0f}"),
-    Metric("server_cpu_us_per_delivery", "server CPU µs/delivery", "lower", "{:.2f}"),
+    Metric(
+        "server_cpu_us_per_delivery",
+        "server CPU µs/delivery",
+        "lower",
+        "{:.2f}",
+        "≤ 2 (1k), ≤ 3 (10k)",
+    ),
     Metric("latency_p50_ms", "latency p50 ms", "lower", "{:.1f}"),
     Metric("latency_p99_ms", "latency p99 ms", "lower", "{:.1f}"),
     Metric("latency_max_ms", "latency max ms", "lower", "{:.1f}"),
@@ -46,9 +52,11 @@ FANOUT = [
     Metric("loadgen_cpu_util", "loadgen CPU util (all procs)", "", "{:.0%}"),
     Metric("other_processes_cpu_util", "other processes' CPU (cores)", "", "{:.2f}"),
     Metric("bottleneck", "bottleneck", ""),
+    Metric("ramp_s", "ramp-up (connect + join) s", "lower", "{:.1f}"),
+    Metric("ramp_server_cpu_us_per_join", "ramp-up server CPU µs/join", "lower", "{:,.0f}"),
 ]
 IDLE = [
-    Metric("held", "connections held", "higher", "{:,}"),
+    Metric("held", "connections held", "higher", "{:,}", "19,000"),
     Metric("kb_per_connection", "server KB/idle connection", "lower", "{:.2f}", "≤ 8", 8.0),
     Metric("server_rss_after_mb", "server RSS MB", "lower", "{:.1f}"),
     Metric("ramp_conn_per_s", "ramp-up connections/s", "higher", "{:,.0f}"),
@@ -76,7 +84,13 @@ SLOW = [
         "≥ 0.90",
         0.9,
     ),
-    Metric("server_rss_growth_mb", "server RSS growth MB (peak)", "lower", "{:.1f}"),
+    Metric(
+        "server_rss_growth_mb",
+        "server RSS growth MB (peak)",
+        "lower",
+        "{:.1f}",
+        "≤ 10 MiB + few MB",
+    ),
     Metric("slow_consumers_dropped", "slow consumers dropped", "", "{}"),
     Metric("lost", "lost by normal members", "", "{:,}", "0", 0),
     Metric("server_cpu_us_per_delivery", "server CPU µs/delivery", "lower", "{:.2f}"),

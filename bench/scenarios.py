@@ -250,15 +250,19 @@ async def fanout(
             )
         )
         try:
-            t_ramp = time.monotonic()
+            t_ramp, cpu_ramp = time.monotonic(), cpu_seconds(server.pid)
             await pool.wait_for(
                 "ready", 600, ramp_tick(env, f"{label} {kind.name}", pool, subscribers)
             )
+            pub = await connect_publisher(server.host, server.port, room)
+            await wait_quiet(server.pid)  # presence events of the last joins
+            ramp_cpu = cpu_seconds(server.pid) - cpu_ramp
             ramp = {
                 "ramp_s": time.monotonic() - t_ramp,
                 "ramp_failed": pool.total("failed", "ready"),
+                # Joining one big room: handshake + join + presence to all members.
+                "ramp_server_cpu_us_per_join": ramp_cpu * 1e6 / subscribers,
             }
-            pub = await connect_publisher(server.host, server.port, room)
             out = []
             for phase in phases:
                 env.progress.update(f"[{phase.label} {kind.name}] waiting for the server to settle")
