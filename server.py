@@ -20,6 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.options import define, options, parse_command_line, parse_config_file
 
 from handlers.base import origin_key
+from handlers.diagnostics import install_error_counter
 from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
@@ -201,6 +202,7 @@ def install_event_loop() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     load_options(argv)
+    install_error_counter()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
     asyncio.run(serve())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tornado.web import RequestHandler, StaticFileHandler
 
+from handlers.diagnostics import runtime_stats
 from hub.hub import Hub
 
 
@@ -15,7 +16,7 @@ class HealthHandler(RequestHandler):
 
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
-        self.write({"status": "ok", **self.hub.stats()})
+        self.write({"status": "ok", **self.hub.stats(), **runtime_stats()})
 
 
 class PageHandler(StaticFileHandler):

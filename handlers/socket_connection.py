@@ -46,6 +46,11 @@ class SocketConnection:
     ``on_pong`` and, once, ``on_close``.
     """
 
+    open_sockets = 0
+    """Sockets handed off and not yet closed, in this process (for /healthz)."""
+    armed_timers = 0
+    """Close-handshake timeouts currently armed (for /healthz)."""
+
     __slots__ = (
         "sock",
         "fd",
@@ -77,6 +82,7 @@ class SocketConnection:
         """Begin reading; ``buffered`` is what arrived with the handshake."""
         self.sock.setblocking(False)
         self.loop.add_reader(self.fd, self._on_readable)
+        SocketConnection.open_sockets += 1
         if buffered:
             self._receive(buffered)
 
@@ -112,8 +118,8 @@ class SocketConnection:
         self._send_close(code, reason)
         if abort:
             self._lost()
-        elif self._timer is None:
-            self._timer = self.loop.call_later(CLOSE_HANDSHAKE_TIMEOUT, self._lost)
+        else:
+            self._arm_timer()
 
     # -- reading --------------------------------------------------------------
 
@@ -194,8 +200,13 @@ class SocketConnection:
         self._notify_handler()
         if self._out is None:
             self._shutdown_write()
-        if self._timer is None:
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Bound the closing handshake: the socket is closed within the timeout."""
+        if self._timer is None and not self._closed:
             self._timer = self.loop.call_later(CLOSE_HANDSHAKE_TIMEOUT, self._lost)
+            SocketConnection.armed_timers += 1
 
     def _shutdown_write(self) -> None:
         try:
@@ -237,9 +248,11 @@ class SocketConnection:
             return
         self._closed = True
         self._close_sent = True
+        SocketConnection.open_sockets -= 1
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            SocketConnection.armed_timers -= 1
         self.loop.remove_reader(self.fd)
         if self._out is not None:
             self.loop.remove_writer(self.fd)

@@ -410,6 +410,8 @@ class Hub:
             "rooms": len(self.rooms),
             "memberships": sum(len(m) for m in self.rooms.values()),
             "queued_peers": len(self._dirty),
+            "pending_callbacks": int(self._flush_scheduled) + len(self._doomed),
+            "per_ip_entries": len(self._per_ip),
             **self.broker.stats(),
             **asdict(self.counters),
         }
