@@ -16,7 +16,10 @@ SETUP = """async () => {
         for (const ev of ["message", "presence", "error", "state"]) {
             c.on(ev, (p) => window.log.push({ who: name, ev, p }));
         }
-        await new Promise((ok) => c.state === "open" ? ok() : c.on("state", (s) => s.state === "open" && ok()));
+        await new Promise((ok) => {
+            if (c.state === "open") ok();
+            else c.on("state", (s) => s.state === "open" && ok());
+        });
         return c;
     };
 }"""
@@ -42,7 +45,9 @@ def page(server, open_page):
 
 
 def test_join_publish_ack_and_delivery(page):
-    result = run(page, """async () => {
+    result = run(
+        page,
+        """async () => {
         const a = await open2("ann"), b = await open2("ben");
         const joinedA = await a.join("r1");
         const joinedB = await b.join("r1");
@@ -51,7 +56,8 @@ def test_join_publish_ack_and_delivery(page):
         await delivered;
         const got = log.filter((e) => e.who === "ben" && e.ev === "message").map((e) => e.p);
         return { joinedA, joinedB, ack, got, members: a.members("r1").map((m) => m.name).sort() };
-    }""")
+    }""",
+    )
     assert result["joinedA"]["seq"] == 0 and result["joinedA"]["members"][0]["name"] == "ann"
     assert len(result["joinedB"]["members"]) == 2
     assert result["ack"] == {"seq": 1}
@@ -60,16 +66,21 @@ def test_join_publish_ack_and_delivery(page):
 
 
 def test_errors_with_an_id_reject_the_publish_promise(page):
-    code = run(page, """async () => {
+    code = run(
+        page,
+        """async () => {
         const a = await open2("ann");
         try { await a.publish("never-joined", 1); return "resolved"; }
         catch (err) { return [err.name, err.code]; }
-    }""")
+    }""",
+    )
     assert code == ["HubError", "not_joined"]
 
 
 def test_offline_ephemeral_is_dropped_and_durable_waits_for_the_reconnect(page):
-    result = run(page, """async () => {
+    result = run(
+        page,
+        """async () => {
         const a = await open2("ann");
         await a.join("r2");
         const live = await a.publish("r2", { x: 1 }, { ephemeral: true });
@@ -81,7 +92,8 @@ def test_offline_ephemeral_is_dropped_and_durable_waits_for_the_reconnect(page):
         a.close();
         const closed = await a.publish("r2", 4).catch((e) => e.code);
         return { live, offline, durable, state, closed };
-    }""")
+    }""",
+    )
     assert result == {
         "live": {},
         "offline": {"dropped": True},
@@ -92,10 +104,13 @@ def test_offline_ephemeral_is_dropped_and_durable_waits_for_the_reconnect(page):
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap(page):
-    delays = run(page, """() => {
+    delays = run(
+        page,
+        """() => {
         const d = (n, r) => hubjs.backoffDelay(n, 500, 15000, () => r);
         return [0, 1, 2, 3, 4, 5, 10, 40].map((n) => [d(n, 0), d(n, 1)]);
-    }""")
+    }""",
+    )
     assert delays[0] == [250, 500]
     assert delays[1] == [500, 1000]
     assert delays[3] == [2000, 4000]
@@ -106,17 +121,23 @@ def test_history_gap_reports_what_was_lost(start_server, open_page):
     server = start_server("--history_size=2")
     page = open_page(f"{server.url}/")
     page.evaluate(SETUP)
-    gap = run(page, """async () => {
+    gap = run(
+        page,
+        """async () => {
         const a = await open2("ann");
         const j = await a.join("r3");
         for (let k = 0; k < 5; k++) await a.publish("r3", k);
         const b = await open2("ben");
         const got = [];
         b.on("message", (m) => got.push(m.seq));
-        const gapSeen = new Promise((ok) => b.on("error", (e) => e.code === "history_gap" && ok(e)));
+        const gapSeen = new Promise((ok) => {
+            b.on("error", (e) => e.code === "history_gap" && ok(e));
+        });
         await b.join("r3", { since: 1, epoch: j.epoch });
         const e = await gapSeen;
         while (got.length < 2) await new Promise((ok) => setTimeout(ok, 20));
-        return { lost: e.lost, since: e.since, oldest: e.oldest_seq, epochChanged: e.epochChanged, got };
-    }""")
+        const { lost, since, oldest_seq, epochChanged } = e;
+        return { lost, since, oldest: oldest_seq, epochChanged, got };
+    }""",
+    )
     assert gap == {"lost": True, "since": 1, "oldest": 4, "epochChanged": False, "got": [4, 5]}
