@@ -49,7 +49,7 @@ export class BoardSync {
     this.reseedTimer = null;
     this.askTimer = null;
     /** Counters for the page and for tests. */
-    this.stats = { requests: 0, snapshotsSent: 0, snapshotsMerged: 0, reseeds: 0 };
+    this.stats = { requests: 0, snapshotsSent: 0, snapshotsSeen: 0, snapshotsMerged: 0, reseeds: 0 };
 
     hub.on("message", (m) => m.room === room && this._onMessage(m));
     hub.on("error", (e) => e.code === "history_gap" && e.room === room && this._onGap(e));
@@ -83,6 +83,7 @@ export class BoardSync {
   }
 
   _onSnapshot(d) {
+    this.stats.snapshotsSeen += 1;
     if (d.for) this.answered.add(d.for);
     if (d.reseed) clearTimeout(this.reseedTimer); // someone re-seeded already
     if (this.board.mergeSnapshot(d)) {
