@@ -27,7 +27,9 @@ expect = pytest.importorskip("playwright.sync_api", reason="playwright is not in
 RECONNECT_MS = 20_000  # backoff is capped well below this while the outage lasts
 
 
-def test_chat_page_reconnects_after_a_cut_and_misses_nothing(server, make_proxy, open_page):
+def test_chat_page_reconnects_after_a_cut_and_misses_nothing(
+    server, make_proxy, open_page, artifacts
+):
     proxy = make_proxy(server.port)
     alice = open_page(chat_url(server.url, "alice", "resume"))
     frames = FrameLog()
@@ -47,6 +49,7 @@ def test_chat_page_reconnects_after_a_cut_and_misses_nothing(server, make_proxy,
     for n in range(3):
         say(alice, f"while bob was away {n}")
     say(bob, "typed while offline")  # waits in hub.js's outbox
+    bob.screenshot(path=str(artifacts / "chat-reconnecting.png"))
     expect(alice.locator("#messages li.msg[data-seq]")).to_have_count(4)
 
     proxy.unblock()
