@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import tornado
@@ -57,6 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " (only on an otherwise idle machine: pinning makes contention worse)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument(
+        "--ours-dir",
+        metavar="DIR",
+        help="run 'ours' from another checkout (A/B test of a change; default: this one)",
+    )
     p.add_argument(
         "--profile",
         metavar="DIR",
@@ -170,6 +177,9 @@ async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str,
         name, _, flag = spec.partition(":")
         env.server_args.setdefault(name, []).append(flag)
     kinds = [KINDS[k.strip()] for k in args.servers.split(",") if k.strip()]
+    if args.ours_dir:
+        root = Path(args.ours_dir).resolve()
+        kinds = [dataclasses.replace(k, root=root) if k.name == "ours" else k for k in kinds]
     out = []
     for group in grouped(cases):
         runs: list[dict[str, Any]] = [{} for _ in group]

@@ -199,6 +199,14 @@ def bottleneck(
     return "neither (window/latency bound)"
 
 
+async def healthz(server: ServerProcess) -> dict[str, Any]:
+    """/healthz, or {"healthz_error": ...}: an overloaded server may answer late or not."""
+    try:
+        return await asyncio.to_thread(server.healthz, 30.0)
+    except (OSError, ValueError) as exc:
+        return {"healthz_error": f"{type(exc).__name__}: {exc}"}
+
+
 def _errors(results: list[dict[str, Any]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in results:
@@ -333,7 +341,7 @@ async def _measure_phase(
     busy1 = machine_busy_seconds()
     peak = sampler.stop()
     profile_path = await profiler.stop()
-    health = await asyncio.to_thread(server.healthz)
+    health = await healthz(server)
 
     received = sum(r["received"] for r in after) - base_received
     last_rx = max((r["last_rx_ns"] for r in after), default=0)
@@ -411,7 +419,7 @@ async def idle(env: Env, kind: ServerKind, label: str, connections: int) -> dict
             await asyncio.sleep(1.0)
             await wait_quiet(server.pid)
             rss1 = rss_bytes(server.pid)
-            health = await asyncio.to_thread(server.healthz)
+            health = await healthz(server)
             results = await pool.stop()
         finally:
             pool.close()

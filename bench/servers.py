@@ -29,10 +29,12 @@ class ServerKind:
     argv: tuple[str, ...]
     # Flags only this implementation understands (appended to every launch).
     extra: tuple[str, ...] = ()
+    # Checkout to run from (another one allows A/B runs of a proposed change).
+    root: Path = REPO_ROOT
 
     def available(self) -> bool:
-        """True if the implementation's entry point exists in this checkout."""
-        return self.name != "ours" or (REPO_ROOT / "server.py").exists()
+        """True if the implementation's entry point exists in its checkout."""
+        return self.name != "ours" or (self.root / "server.py").exists()
 
 
 # Benchmark settings for our server: no per-IP cap or publisher rate limit
@@ -129,7 +131,9 @@ def start_server(
     args += extra_args or []
     fd, log_path = tempfile.mkstemp(prefix=f"bench-{kind.name}-", suffix=".log")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    # The server's own checkout first (its packages), then ours (bench.*).
+    paths = [str(kind.root), str(REPO_ROOT), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
 
     def pin() -> None:
         if cpu is not None:
@@ -141,7 +145,7 @@ def start_server(
         argv = [argv[0], "-m", "bench.profiled", profile_prefix, *argv[1:]]
     proc = subprocess.Popen(
         [*argv, *args],
-        cwd=REPO_ROOT,
+        cwd=kind.root,
         stdout=fd,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
