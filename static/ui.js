@@ -47,6 +47,8 @@ export function bindStateBadge(el, hub) {
   let timer = null;
   const render = () => {
     el.dataset.state = hub.state;
+    // Lets the page's CSS mark what may be stale while offline (presence).
+    document.body.dataset.conn = hub.state;
     clearInterval(timer);
     timer = null;
     if (hub.state === "open") el.textContent = "Connected";

@@ -82,8 +82,10 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="session")
 def browser(artifacts: Path) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # One time limit for every wait: page actions and expect() alike.
+    expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=30_000

@@ -100,3 +100,19 @@ def test_chat_fits_a_phone_sized_window(server, open_page, artifacts):
     for selector in ("#composer button", "#text", "#conn", "#people"):
         expect(alice.locator(selector)).to_be_in_viewport()
     alice.screenshot(path=str(artifacts / "chat-phone.png"))
+
+
+def test_a_person_picks_a_name_and_a_room_by_hand(server, open_page):
+    page = open_page(f"{server.url}/")
+    expect(page.locator("#start")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    page.fill("#start-name", "dora")
+    page.fill("#start-room", "book-club")
+    page.click("#start button[type=submit]")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+    expect(page.locator("#room-title")).to_have_text("book-club")
+    expect(page.locator("#my-name")).to_have_text("dora")
+    expect(page.locator("#people li .name")).to_have_text(["dora"])
+    say(page, "first!")
+    expect(page.locator("#messages li.msg[data-seq] .text")).to_have_text(["first!"])
+    assert page.evaluate("location.hash") == "#book-club"
