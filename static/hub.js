@@ -202,6 +202,7 @@ export class HubClient {
     // this.rooms and is joined again after the reconnect.
     return this._sendJoin(room).catch((err) => {
       if (err.code === "connection_lost" && this.rooms.has(room)) return wait();
+      this._forgetRefused(room, err);
       throw err;
     });
   }
@@ -403,6 +404,16 @@ export class HubClient {
     }
   }
 
+  /**
+   * A join the server refused (too_many_rooms, bad_request, a timeout) must
+   * not be retried on every reconnect: forget the room unless it had been
+   * joined before, in which case the next reconnect tries again.
+   */
+  _forgetRefused(room, err) {
+    const r = this.rooms.get(room);
+    if (r && r.joinedSeq === undefined && err.code !== "timeout") this.rooms.delete(room);
+  }
+
   _sendJoin(room) {
     const r = this.rooms.get(room);
     const frame = { type: "join", room };
@@ -424,7 +435,14 @@ export class HubClient {
       joins.push(
         p.then(
           (joined) => waiters.forEach((w) => w.resolve(joined)),
-          (err) => waiters.forEach((w) => w.reject(err)),
+          (err) => {
+            if (err.code === "connection_lost") {
+              r.waiters = waiters.concat(r.waiters || []); // next connection answers them
+              return;
+            }
+            this._forgetRefused(room, err);
+            waiters.forEach((w) => w.reject(err));
+          },
         ),
       );
     }

@@ -141,3 +141,19 @@ def test_history_gap_reports_what_was_lost(start_server, open_page):
     }""",
     )
     assert gap == {"lost": True, "since": 1, "oldest": 4, "epochChanged": False, "got": [4, 5]}
+
+
+def test_a_refused_join_rejects_and_is_not_retried(start_server, open_page):
+    server = start_server("--max_rooms_per_connection=1")
+    page = open_page(f"{server.url}/")
+    page.evaluate(SETUP)
+    result = run(
+        page,
+        """async () => {
+        const a = await open2("ann");
+        await a.join("one");
+        const refused = await a.join("two").then(() => "joined", (e) => e.code);
+        return { refused, rooms: [...a.rooms.keys()] };
+    }""",
+    )
+    assert result == {"refused": "too_many_rooms", "rooms": ["one"]}
