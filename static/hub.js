@@ -181,6 +181,7 @@ export class HubClient {
    * @returns {Promise<object>}
    */
   join(room, opts = {}) {
+    if (this.state === "closed") return Promise.reject(new HubError("closed", "client closed"));
     let r = this.rooms.get(room);
     if (!r) {
       r = { epoch: null, lastSeq: 0, members: new Map(), joined: false, wantHistory: false };
@@ -213,6 +214,8 @@ export class HubClient {
    * @returns {Promise<object>} resolves with the `left` frame (or at once when offline)
    */
   leave(room) {
+    const r = this.rooms.get(room);
+    for (const w of r?.waiters || []) w.reject(new HubError("left", `left ${room} before joining`));
     this.rooms.delete(room);
     if (this.state !== "open") return Promise.resolve({ type: "left", room });
     return this._request({ type: "leave", room }, "leave", room);
@@ -338,6 +341,10 @@ export class HubClient {
     // Requests on the wire may or may not have been processed: say so.
     this._failPending("connection_lost", "connection dropped before the server answered");
     if (this._closedByApp) return;
+    // Server full (1013), rate limit (1008) or too slow to read (4001):
+    // coming straight back would meet the same answer, so start further
+    // up the backoff curve.
+    if ([1008, 1013, 4001].includes(info.code)) this.attempt = Math.max(this.attempt, 3);
     this._scheduleReconnect(info);
   }
 
