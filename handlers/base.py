@@ -102,6 +102,12 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         if self.peer is not None:
             self.hub.unregister(self.peer)
 
+    def flush_queued(self) -> None:
+        """Called before a close frame goes out: replies to messages received
+        before the close (or before a protocol error) must precede it."""
+        if self.peer is not None:
+            self.hub.flush_peer(self.peer)
+
     def trim_after_handoff(self) -> None:
         """Drop the request and response state Tornado kept for the handshake
         (headers, arguments, the HTTP connection): tens of thousands of idle

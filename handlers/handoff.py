@@ -59,13 +59,22 @@ class HandoffProtocol(StrictWebSocketProtocol):
             await super()._receive_frame_loop()
             return
         sock, buffered = released
-        connection = SocketConnection(sock, handler, self.params.max_message_size)
+        connection = SocketConnection(handler, self.params.max_message_size, buffered)
         peer.transport = connection
         handler.ws_connection = None
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: connection, sock)
         # After get() returns, Tornado's _execute still reads some handler state;
         # trim the handler on the next loop iteration, once that has finished.
-        asyncio.get_running_loop().call_soon(handler.trim_after_handoff)
-        connection.start(buffered)
+        loop.call_soon(handler.trim_after_handoff)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Tornado's close, after the replies the hub still has queued."""
+        if not self.server_terminated:
+            flush_queued = getattr(self.handler, "flush_queued", None)
+            if flush_queued is not None:
+                flush_queued()
+        super().close(code, reason)
 
 
 class HandoffMixin:

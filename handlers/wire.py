@@ -56,21 +56,38 @@ def parse_close(payload: bytes) -> tuple[int | None, str]:
 
 
 class FrameParser:
-    """Accumulates client bytes; `feed` returns the (opcode, payload) events completed."""
+    """Accumulates client bytes; `feed` returns the (opcode, payload) events completed.
 
-    __slots__ = ("max_size", "_buffer", "_fragments", "_fragment_opcode")
+    A protocol violation sets ``error`` instead of raising, so that the events
+    completed before it (in the same read) are still handled first, as the
+    client expects: answers to earlier messages, then the close.
+    """
+
+    __slots__ = ("max_size", "error", "_buffer", "_fragments", "_fragment_opcode")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
+        self.error: WireError | None = None
         self._buffer = bytearray()
         self._fragments: bytearray | None = None  # a fragmented message in progress
         self._fragment_opcode = 0
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        """Add ``data``; return complete messages (opcode 1/2) and control frames."""
+        """Add ``data``; return complete messages (opcode 1/2) and control frames.
+
+        After a violation (see ``error``) nothing more is parsed.
+        """
+        events: list[tuple[int, bytes]] = []
+        if self.error is None:
+            try:
+                self._parse(data, events)
+            except WireError as error:
+                self.error = error
+        return events
+
+    def _parse(self, data: bytes, events: list[tuple[int, bytes]]) -> None:
         buffer = self._buffer
         buffer += data
-        events: list[tuple[int, bytes]] = []
         pos = 0
         end = len(buffer)
         while end - pos >= 2:
@@ -104,9 +121,9 @@ class FrameParser:
             event = self._assemble(opcode, final, payload)
             if event is not None:
                 events.append(event)
-        if pos:
             del buffer[:pos]
-        return events
+            end -= pos
+            pos = 0
 
     def _check_header(self, opcode: int, final: int, length: int) -> None:
         if opcode >= OP_CLOSE:

@@ -139,10 +139,18 @@ class Hub:
         """
         if peer.closed:
             return
-        if not abort and peer.out:
-            peer.transport.write(b"".join(peer.out))
+        if not abort:
+            self.flush_peer(peer)
         self.unregister(peer)
         peer.transport.close(code, reason, abort)
+
+    def flush_peer(self, peer: Peer) -> None:
+        """Write what is queued to ``peer`` now: due before a close frame."""
+        out = peer.out
+        if out:
+            peer.out = None
+            peer.pending = 0
+            peer.backlog = peer.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutdown") -> None:
         """Deliver what is queued, then close every connection (server shutdown)."""

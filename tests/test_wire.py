@@ -1,0 +1,81 @@
+"""The sans-I/O frame parser of handed-off connections (no sockets)."""
+
+import os
+import struct
+
+import pytest
+
+from handlers.wire import FrameParser, WireError, parse_close, unmask
+
+
+def client_frame(payload: bytes, opcode: int = 1, fin: bool = True, rsv: int = 0) -> bytes:
+    mask = os.urandom(4)
+    first = (0x80 if fin else 0) | rsv | opcode
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", first, 0x80 | size)
+    elif size < 65536:
+        header = struct.pack("!BBH", first, 0x80 | 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, size)
+    return header + mask + unmask(payload, mask)
+
+
+def test_whole_frames_in_one_read_and_split_across_reads() -> None:
+    parser = FrameParser(1 << 20)
+    data = client_frame(b"one") + client_frame(b"\x00" * 70000, opcode=2) + client_frame(b"")
+    assert parser.feed(data[:5]) == []
+    events = parser.feed(data[5:100]) + parser.feed(data[100:])
+    assert events == [(1, b"one"), (2, b"\x00" * 70000), (1, b"")]
+
+
+def test_fragments_are_assembled_with_control_frames_between() -> None:
+    parser = FrameParser(100)
+    data = (
+        client_frame(b"he", fin=False)
+        + client_frame(b"!", opcode=0x9)
+        + client_frame(b"llo", opcode=0)
+    )
+    assert parser.feed(data) == [(0x9, b"!"), (1, b"hello")]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (client_frame(b"x", rsv=0x40), 1002),
+        (client_frame(b"x", opcode=3), 1002),
+        (client_frame(b"x", opcode=0xB), 1002),
+        (client_frame(b"x", opcode=0), 1002),
+        (client_frame(b"x" * 126, opcode=0x9), 1002),
+        (client_frame(b"x", opcode=0x9, fin=False), 1002),
+        (client_frame(b"a", fin=False) + client_frame(b"b"), 1002),
+        (client_frame(b"x" * 101), 1009),
+        (b"\x81\x05hello", 1002),  # unmasked
+    ],
+)
+def test_violations_set_the_close_code(data: bytes, code: int) -> None:
+    parser = FrameParser(100)
+    parser.feed(data)
+    assert parser.error is not None and parser.error.code == code
+
+
+def test_events_before_a_violation_are_kept() -> None:
+    parser = FrameParser(100)
+    events = parser.feed(client_frame(b"first") + client_frame(b"x", rsv=0x20))
+    assert events == [(1, b"first")] and parser.error.code == 1002
+    assert parser.feed(client_frame(b"ignored")) == []
+
+
+def test_oversize_is_refused_from_the_header_before_the_payload_arrives() -> None:
+    parser = FrameParser(1000)
+    parser.feed(client_frame(b"y" * 5000)[:14])
+    assert parser.error.code == 1009
+
+
+def test_close_payloads() -> None:
+    assert parse_close(b"") == (None, "")
+    assert parse_close(struct.pack("!H", 4001) + "bye é".encode()) == (4001, "bye é")
+    for bad, code in [(b"\x03", 1002), (struct.pack("!H", 1005), 1002), (b"\x03\xe8\xff", 1002)]:
+        with pytest.raises(WireError) as caught:
+            parse_close(bad)
+        assert caught.value.code == code
