@@ -104,12 +104,14 @@ class StrictWebSocketProtocol(WebSocketProtocol13):
     """WebSocketProtocol13 that fails bad input with the close code RFC 6455 asks for.
 
     ``_handle_message`` (called once per complete message or control frame)
-    and ``_parse_extensions_header`` are overridden, and the first read of
-    each frame is watched for the mask bit; frame parsing, size limits and
-    pings stay Tornado's.
+    and ``_parse_extensions_header`` are overridden, and the 2-byte header of
+    each frame is looked at as Tornado reads it (mask bit, compressed bit);
+    frame parsing, size limits and pings stay Tornado's.
     """
 
     _at_frame_start = False
+    _message_compressed = False  # RSV1 of the first frame of the current data message
+    _control_compressed = False  # RSV1 of the latest control frame
 
     def _fail(self, code: int, reason: str) -> None:
         """Start the closing handshake with ``code``; Tornado drops TCP after 5 s.
@@ -125,24 +127,37 @@ class StrictWebSocketProtocol(WebSocketProtocol13):
 
     async def _read_bytes(self, n: int) -> bytes:
         data = await super()._read_bytes(n)
-        if self._at_frame_start:
-            # Tornado reads the 2-byte frame header first; it would accept an
-            # unmasked client frame, which RFC 6455 5.1 says a server MUST fail.
+        if self._at_frame_start:  # Tornado reads a frame's 2-byte header first
             self._at_frame_start = False
-            if not data[1] & 0x80:
-                self._fail(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+            self._note_header(data[0], data[1])
         return data
+
+    def _note_header(self, first: int, second: int) -> None:
+        """Check and remember what Tornado does not keep, or keeps per frame.
+
+        Tornado would accept an unmasked client frame, which RFC 6455 5.1 says
+        a server MUST fail. And it keeps the compressed bit per frame, so a
+        ping between two fragments of a compressed message made it treat the
+        message as uncompressed; RFC 7692 ties the bit to the message.
+        """
+        if not second & 0x80:
+            self._fail(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+        opcode = first & self.OPCODE_MASK
+        if opcode & 0x8:
+            self._control_compressed = bool(first & self.RSV1)
+        elif opcode != 0:
+            self._message_compressed = bool(first & self.RSV1)
 
     def _handle_message(self, opcode: int, data: bytes) -> Future[None] | None:
         if self.client_terminated:
             return None
+        if opcode & 0x8 and self._control_compressed and self._decompressor is not None:
+            # RFC 7692: RSV1 is only meaningful on data frames.
+            self._fail(CLOSE_PROTOCOL_ERROR, "compressed control frame")
+            return None
         if opcode == _OP_CLOSE:
             return self._handle_close_frame(data)
         if opcode in (_OP_PING, _OP_PONG):
-            if self._frame_compressed:
-                # RFC 7692: RSV1 is only meaningful on data frames.
-                self._fail(CLOSE_PROTOCOL_ERROR, "compressed control frame")
-                return None
             return super()._handle_message(opcode, data)
         if opcode not in (_OP_TEXT, _OP_BINARY):
             self._fail(CLOSE_PROTOCOL_ERROR, "unknown opcode")
@@ -151,7 +166,8 @@ class StrictWebSocketProtocol(WebSocketProtocol13):
             # We already sent a close frame: discard data instead of handing the
             # application messages it can no longer answer.
             return None
-        payload = self._inflate(data) if self._frame_compressed else data
+        compressed = self._message_compressed and self._decompressor is not None
+        payload = self._inflate(data) if compressed else data
         if payload is None:
             return None
         self._message_bytes_in += len(payload)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.hostile.checks import assert_no_errors_logged, wait_connections
 from tests.hostile.proc import HubProcess
-from tests.hostile.wire import OP_BINARY, OP_PING, OP_TEXT, Wire, encode_frame
+from tests.hostile.wire import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Wire, encode_frame
 
 RSV1 = 4  # the "compressed" bit, as Wire's rsv argument
 MAX_MESSAGE = 64 * 1024
@@ -149,3 +149,18 @@ def test_unmasked_frame_on_a_compressed_connection_closes_1002(server: HubProces
         ending = wire.ending(timeout=6)
     assert ending.code == 1002
     assert not ending.frames
+
+
+@pytest.mark.parametrize("control", [OP_PING, OP_PONG])
+def test_control_frame_between_compressed_fragments(server: HubProcess, control: int) -> None:
+    """RFC 6455 5.4: control frames may come between the fragments of a message.
+    The compressed bit belongs to the message (its first frame), not to them."""
+    body = deflate(b"fragmented and compressed " * 20)
+    with deflate_wire(server) as wire:
+        wire.send_raw(encode_frame(body[:10], OP_TEXT, fin=False, rsv=RSV1))
+        wire.send_raw(encode_frame(b"mid", control))
+        wire.send_raw(encode_frame(body[10:], OP_CONT))
+        echo = wire.recv_data()
+        assert echo.opcode == OP_TEXT
+        payload = inflate(echo.payload) if echo.rsv & RSV1 else echo.payload
+        assert payload == b"fragmented and compressed " * 20
