@@ -250,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         results = asyncio.run(run_all(args, cases))
     print(render_text(results))
-    doc = to_json(meta(argv), results)
+    info = meta(argv)
+    if args.ours_dir:
+        info["ours_dir"] = str(Path(args.ours_dir).resolve())
+    doc = to_json(info, results)
     if args.json == "-":
         print(doc)
     elif args.json:
