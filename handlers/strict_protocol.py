@@ -4,8 +4,10 @@ Tornado's ``WebSocketProtocol13`` echoes any close code it receives (so a peer
 sending the reserved code 1005 gets 1005 back, which fails Autobahn 7.9.x), and
 it answers invalid UTF-8 in a text message by dropping TCP instead of closing
 with 1007.  ``StrictProtocolMixin`` swaps in :class:`StrictWebSocketProtocol`,
-which fixes those and a few hostile-input paths, without touching Tornado's
-files or module globals.  See docs/conformance.md for the Autobahn results.
+which fixes those and a few hostile-input paths (unmasked client frames,
+corrupt deflate data, the compressed bit of fragmented messages, extension
+offers Tornado cannot honour), without touching Tornado's files or module
+globals.  See docs/conformance.md for what each fix is for and the results.
 """
 
 from __future__ import annotations
