@@ -26,7 +26,8 @@ class RoomSnapshot:
 
     epoch: str
     seq: int
-    members: list[dict[str, str]]
+    members_json: str
+    """The JSON array of members, ready to splice into ``joined`` (see `protocol.joined_frame`)."""
 
 
 class Broker(Protocol):
@@ -78,7 +79,9 @@ class MemoryBroker:
         self._clock = clock
         self._wall_clock_ms = wall_clock_ms
         self._histories: dict[str, RoomHistory] = {}  # every room with members or kept history
-        self._presence: dict[str, dict[str, dict[str, str]]] = {}  # room -> client_id -> member
+        # room -> client_id -> the member as JSON, kept encoded: a joiner of a room of
+        # N members gets all N, and encoding N dicts per join made big rooms slow.
+        self._presence: dict[str, dict[str, str]] = {}
         self._empty: dict[str, None] = {}  # rooms without members, oldest-emptied first
         self._deliver: Deliver = _drop
 
@@ -98,11 +101,11 @@ class MemoryBroker:
             self._empty.pop(room, None)
             history.empty_since = None
         if member["client_id"] not in present:
-            present[member["client_id"]] = member
+            present[member["client_id"]] = protocol.to_json(member)
             self._deliver(
                 room, protocol.presence_frame(room, "join", member), member["client_id"], False
             )
-        return RoomSnapshot(history.epoch, history.seq, list(present.values()))
+        return RoomSnapshot(history.epoch, history.seq, "[" + ",".join(present.values()) + "]")
 
     def leave(self, room: str, member: dict[str, str]) -> None:
         present = self._presence.get(room)

@@ -212,14 +212,9 @@ class Hub:
         if room not in peer.rooms:
             self.rooms.setdefault(room, {})[peer.client_id] = peer
             peer.rooms.add(room)
-        joined = {
-            "type": "joined",
-            "room": room,
-            "epoch": snapshot.epoch,
-            "seq": snapshot.seq,
-            "members": snapshot.members,
-        }
-        self.send(peer, protocol.encode(joined))
+        self.send(
+            peer, protocol.joined_frame(room, snapshot.epoch, snapshot.seq, snapshot.members_json)
+        )
         if command.since is None:
             return
         replay = self.broker.replay(room, command.since, command.epoch)

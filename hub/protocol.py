@@ -142,6 +142,22 @@ def encode(message: dict[str, Any]) -> bytes:
         return frame(_compact_ascii(message).encode("ascii"), OP_TEXT)
 
 
+def to_json(value: Any) -> str:
+    """Compact JSON text of ``value`` (non-ASCII kept as is where UTF-8 can carry it)."""
+    text = _compact(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _compact_ascii(value)
+    return text
+
+
+def joined_frame(room: str, epoch: str, seq: int, members_json: str) -> bytes:
+    """Frame ``joined`` around an already encoded member list."""
+    head = _compact({"type": "joined", "room": room, "epoch": epoch, "seq": seq})
+    return frame(f'{head[:-1]},"members":{members_json}}}'.encode(), OP_TEXT)
+
+
 def error_frame(code: str, detail: str, request_id: Any = None, **extra: Any) -> bytes:
     """Frame an error; ``request_id`` ties it to the request that caused it."""
     message: dict[str, Any] = {"type": "error", "code": code, "detail": detail}

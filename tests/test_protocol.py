@@ -6,6 +6,7 @@ import pytest
 
 from hub import protocol
 from hub.protocol import Join, Leave, ProtocolError, Publish, parse
+from tests.hubkit import decode_frames
 
 
 def test_parses_the_three_commands() -> None:
@@ -96,3 +97,11 @@ def test_lone_surrogates_are_relayed_escaped_not_crashed_on() -> None:
     assert b"\\udfff" in frame and json.loads(frame[2:])["data"] == "a\udfffb"
     ack = protocol.encode({"type": "ack", "id": command.request_id})
     assert json.loads(ack[2:])["id"] == "\ud800"
+
+
+def test_joined_frame_splices_the_encoded_member_list() -> None:
+    members = [{"client_id": "a-1", "name": "zoë"}, {"client_id": "a-2", "name": "\ud800"}]
+    encoded = "[" + ",".join(protocol.to_json(m) for m in members) + "]"
+    [(opcode, payload)] = decode_frames(protocol.joined_frame("r", "e", 7, encoded))
+    body = json.loads(payload)
+    assert body == {"type": "joined", "room": "r", "epoch": "e", "seq": 7, "members": members}
