@@ -9,7 +9,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.websocket import WebSocketClosedError
 
-from tests.rawws import RawWebSocket
+from tests.hostile.wire import Wire
 from tests.support import JsonClient, LiveServer, wait_until
 
 
@@ -84,12 +84,12 @@ async def test_silent_peer_is_evicted_with_4000_and_its_rooms_hear_it(make_serve
     live = make_server(ping_interval=0.2, ping_timeout=0.2)
     ann = await live.connect("ann")
     await ann.join("r")
-    raw = await asyncio.to_thread(RawWebSocket, live.port, "/ws?name=mute")
-    raw.send_frame(b'{"type":"join","room":"r"}')
+    raw = await asyncio.to_thread(Wire, live.port, "/ws?name=mute")
+    raw.send('{"type":"join","room":"r"}')
     presence = await ann.expect("presence")
     assert presence["event"] == "join"
-    code, reason = await asyncio.to_thread(raw.recv_until_close)  # never answers pings
-    assert (code, reason) == (4000, "ping timeout")
+    ending = await asyncio.to_thread(raw.ending, 5.0, False)  # never answers pings
+    assert ending.code == 4000 and ending.close.payload[2:] == b"ping timeout"
     left = await ann.expect("presence")
     assert left["event"] == "leave" and left["member"]["name"] == "mute"
     assert (await health(live))["stale_evicted"] == 1
@@ -144,8 +144,8 @@ async def test_slow_consumer_is_dropped_and_memory_stays_bounded(make_server) ->
     await ann.join("flood")
     await bob.join("flood")
     await ann.expect("presence")
-    stuck = await asyncio.to_thread(RawWebSocket, live.port, "/ws?name=stuck", rcvbuf=4096)
-    stuck.send_frame(b'{"type":"join","room":"flood"}')
+    stuck = await asyncio.to_thread(Wire, live.port, "/ws?name=stuck")
+    stuck.send('{"type":"join","room":"flood"}')
     await ann.expect("presence")
     await bob.expect("presence")
     stuck_peer = next(p for p in live.hub.peers.values() if p.name == "stuck")
