@@ -24,6 +24,7 @@ from handlers.diagnostics import install_error_counter
 from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
+from handlers.socket_connection import SocketConnection
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings
@@ -183,11 +184,27 @@ async def serve() -> None:
 
 
 async def _drain(server: HTTPServer, hub: Hub, timeout: float) -> None:
-    """Give clients a moment to answer the close handshake, then cut the rest."""
+    """Give clients a moment to answer the close handshake, then cut the rest.
+
+    Handed-off connections are not Tornado's any more, so besides its HTTP
+    connections we wait for `SocketConnection.open_sockets` to reach zero.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+
+    async def handed_off_closed() -> None:
+        while SocketConnection.open_sockets > 0:
+            await asyncio.sleep(0.02)
+
     try:
         await asyncio.wait_for(server.close_all_connections(), timeout)
+        remaining = deadline - asyncio.get_running_loop().time()
+        await asyncio.wait_for(handed_off_closed(), max(remaining, 0.01))
     except TimeoutError:
-        log.warning("closing handshakes still open after %.1fs; exiting anyway", timeout)
+        log.warning(
+            "%d closing handshakes still open after %.1fs; exiting anyway",
+            SocketConnection.open_sockets,
+            timeout,
+        )
 
 
 def install_event_loop() -> str:

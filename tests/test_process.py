@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 import server as server_module
+from tests.hostile.wire import Wire
 from tests.support import JsonClient, ServerProcess
 
 
@@ -35,6 +36,7 @@ async def test_signal_closes_clients_with_1001_and_exits_0(proc, signum) -> None
     clients = [await JsonClient.open(proc.ws_url("/ws?name=c")) for _ in range(3)]
     clients.append(await JsonClient.open(proc.ws_url("/ws/echo")))
     await clients[0].expect("welcome")
+    mute = await asyncio.to_thread(Wire, proc.port, "/ws?name=mute")  # never answers the close
     proc.signal(signum)
     for client in clients:
         code, reason = await client.closed()
@@ -42,6 +44,8 @@ async def test_signal_closes_clients_with_1001_and_exits_0(proc, signum) -> None
     started = time.monotonic()
     assert await asyncio.to_thread(proc.wait, 10) == 0
     assert time.monotonic() - started < 5
+    assert (await asyncio.to_thread(mute.ending, 5.0, False)).code == 1001
+    mute.close()
     log = "".join(proc.log)
     assert "Traceback" not in log and "stopped" in log
 
