@@ -10,6 +10,7 @@ never make the server buffer more than ``max_size`` plus one header.
 
 from __future__ import annotations
 
+import codecs
 import struct
 
 from handlers.strict_protocol import is_valid_close_code
@@ -63,7 +64,15 @@ class FrameParser:
     client expects: answers to earlier messages, then the close.
     """
 
-    __slots__ = ("max_size", "error", "_buffer", "_fragments", "_fragment_opcode")
+    __slots__ = (
+        "max_size",
+        "error",
+        "_buffer",
+        "_fragments",
+        "_fragment_opcode",
+        "_utf8",
+        "_checked",
+    )
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
@@ -71,6 +80,10 @@ class FrameParser:
         self._buffer = bytearray()
         self._fragments: bytearray | None = None  # a fragmented message in progress
         self._fragment_opcode = 0
+        # UTF-8 of a text message that arrives in pieces (fragments, or one frame
+        # over several reads) is checked as it comes, so bad text fails at once.
+        self._utf8: codecs.IncrementalDecoder | None = None
+        self._checked = 0  # bytes of the incomplete frame already checked
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """Add ``data``; return complete messages (opcode 1/2) and control frames.
@@ -112,18 +125,43 @@ class FrameParser:
                 header = 10
             self._check_header(opcode, final, length)
             start = pos + header + 4
+            text = opcode == OP_TEXT or (opcode == OP_CONTINUATION and self._fragment_opcode == 1)
             if end - start < length:
+                if text and end - start > self._checked:
+                    self._check_partial(buffer, start, end)
                 break
             payload = unmask(
                 bytes(buffer[start : start + length]), bytes(buffer[start - 4 : start])
             )
             pos = start + length
+            if text and (self._utf8 is not None or not final):
+                self._check_text(payload[self._checked :], bool(final))
+            self._checked = 0
             event = self._assemble(opcode, final, payload)
             if event is not None:
                 events.append(event)
             del buffer[:pos]
             end -= pos
             pos = 0
+
+    def _check_partial(self, buffer: bytearray, start: int, end: int) -> None:
+        """Check the text bytes of a frame that has not fully arrived yet."""
+        offset = self._checked
+        turn = offset % 4
+        mask = bytes(buffer[start - 4 : start])
+        self._check_text(unmask(bytes(buffer[start + offset : end]), mask[turn:] + mask[:turn]))
+        self._checked = end - start
+
+    def _check_text(self, chunk: bytes, final: bool = False) -> None:
+        decoder = self._utf8
+        if decoder is None:
+            decoder = self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        try:
+            decoder.decode(chunk, final)
+        except UnicodeDecodeError:
+            raise WireError(CLOSE_INVALID_DATA, "invalid UTF-8") from None
+        if final:
+            self._utf8 = None
 
     def _check_header(self, opcode: int, final: int, length: int) -> None:
         if opcode >= OP_CLOSE:

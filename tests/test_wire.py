@@ -79,3 +79,33 @@ def test_close_payloads() -> None:
         with pytest.raises(WireError) as caught:
             parse_close(bad)
         assert caught.value.code == code
+
+
+def test_invalid_utf8_fails_at_the_first_bad_fragment() -> None:
+    parser = FrameParser(1000)
+    assert parser.feed(client_frame("κό".encode(), fin=False)) == []
+    assert parser.error is None
+    parser.feed(client_frame(b"\xce\xba\xff", opcode=0, fin=False))
+    assert parser.error is not None and parser.error.code == 1007
+
+
+def test_invalid_utf8_fails_before_the_frame_is_complete() -> None:
+    parser = FrameParser(1000)
+    data = client_frame(b"ok \xf4\x90\x80\x80 and then much more text" * 5)
+    assert parser.feed(data[:12]) == [] and parser.error is None
+    parser.feed(data[12:20])
+    assert parser.error is not None and parser.error.code == 1007
+
+
+def test_text_split_across_reads_and_fragments_still_arrives_whole() -> None:
+    parser = FrameParser(1000)
+    text = "grüße, κόσμε, 世界".encode()
+    data = client_frame(text[:7], fin=False) + client_frame(text[7:], opcode=0)
+    events = [event for i in range(len(data)) for event in parser.feed(data[i : i + 1])]
+    assert events == [(1, text)] and parser.error is None
+
+
+def test_truncated_utf8_at_the_end_of_a_fragmented_message_is_invalid() -> None:
+    parser = FrameParser(1000)
+    parser.feed(client_frame(b"ab", fin=False) + client_frame(b"\xe2\x82", opcode=0))
+    assert parser.error is not None and parser.error.code == 1007
