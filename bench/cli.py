@@ -241,6 +241,7 @@ def meta(argv: list[str] | None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    info = meta(argv)  # the checkout as it was when the run started
     raise_nofile_limit()
     cases = select_cases(args)
     try:
@@ -250,7 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         results = asyncio.run(run_all(args, cases))
     print(render_text(results))
-    info = meta(argv)
     if args.ours_dir:
         info["ours_dir"] = str(Path(args.ours_dir).resolve())
     doc = to_json(info, results)
