@@ -50,7 +50,9 @@ def canary(server: HubProcess) -> Iterator[Wire]:
 
 @pytest.fixture(scope="module")
 def idle_fds(server: HubProcess, canary: Wire) -> int:
-    """The server's descriptors with just the canary connected."""
+    """The server's descriptors with just the canary connected (after an echo,
+    so its hand-off, which may open a descriptor of the event loop's, is done)."""
+    assert_echoes(canary)
     return open_fds(server)
 
 
