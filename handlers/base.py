@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
-from handlers.handoff import HandoffMixin
+from handlers.handoff import HandoffMixin, plain_upgrade_key, upgrade_directly
+from handlers.socket_connection import SocketConnection
 from handlers.transport import WebSocketTransport
 from hub.hub import Hub
 from hub.peer import HUB, Peer
@@ -45,6 +47,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     hub: Hub
     peer: Peer | None = None
     ws_connection = None  # Tornado's protocol object; None once handed off
+    transport: SocketConnection | None = None  # set when we answered the upgrade ourselves
     KEEP_AFTER_HANDOFF = ("hub", "peer", "compression")
     """The only state the handler still needs once its socket is handed off."""
 
@@ -72,24 +75,38 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         return key is not None and key == host_key(self.request.host, self.request.protocol)
 
     def get_compression_options(self) -> dict | None:
-        return {} if self.compression else None
+        """permessage-deflate at zlib level 1 when enabled: for small real-time
+        messages it compresses nearly as well as the default 6 at a fraction of
+        the CPU (the Autobahn 12.x/13.x runs take half the time)."""
+        return {"compression_level": 1} if self.compression else None
 
     def display_name(self) -> str | None:
         return None
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Answer a plain upgrade ourselves (`handoff.upgrade_directly`), anything
+        else the way Tornado does."""
+        key = plain_upgrade_key(self, self.compression)
+        if key is None:
+            await super().get(*args, **kwargs)
+        else:
+            await upgrade_directly(self, key, self.max_message_size)
 
     def open(self) -> None:
         peer = Peer(
             self.hub.new_client_id(),
             self.display_name(),
-            WebSocketTransport(self),
+            self.transport or WebSocketTransport(self),
             ip=self.request.remote_ip or "",
             kind=self.kind,
         )
         refusal = self.hub.register(peer)
-        if refusal is not None:
+        if refusal is None:
+            self.peer = peer
+        elif self.transport is not None:
+            self.transport.close(*refusal, False)
+        else:
             self.close(*refusal)
-            return
-        self.peer = peer
 
     def on_pong(self, data: bytes) -> None:
         if self.peer is not None:

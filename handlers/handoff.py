@@ -1,18 +1,26 @@
 """Moving a connection from Tornado's WebSocket machinery to `SocketConnection`.
 
-Tornado does the HTTP upgrade and calls the handler's ``open()``. Where it
-would then await its frame-reading coroutine for the connection's whole life
-(keeping the request, the handler's response state and a chain of suspended
-coroutines alive), `HandoffProtocol` passes the socket to a `SocketConnection`
-and returns, so all of that is freed.
+Two ways in:
 
-Connections that negotiated permessage-deflate, or that ``open()`` refused,
-stay on Tornado's path (with `StrictWebSocketProtocol`'s fixes).
+* `upgrade_directly`: for a plain RFC 6455 upgrade (version 13, no
+  permessage-deflate to negotiate) the handler answers the 101 itself, calls
+  ``open()`` and hands the socket over; the 101 and the ``welcome`` leave in one
+  write. About a third of a handshake's CPU is saved against Tornado's path.
+* `HandoffProtocol`: anything else goes through Tornado's upgrade; where Tornado
+  would then await its frame-reading coroutine for the connection's whole life
+  (keeping the request, the handler's response state and a chain of suspended
+  coroutines alive), the socket is handed over right after ``open()``.
+
+Connections that negotiated permessage-deflate, or that ``open()`` refused on
+Tornado's path, stay with Tornado (and `StrictWebSocketProtocol`'s fixes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import socket
 from typing import Any
 
 from tornado.iostream import IOStream
@@ -42,6 +50,59 @@ def release_socket(stream: IOStream) -> tuple[Any, bytes] | None:
     return sock, buffered
 
 
+async def adopt(
+    handler: Any, connection: SocketConnection, sock: socket.socket, buffered: bytes
+) -> None:
+    """Put ``sock`` under ``connection`` on the event loop's transport."""
+    connection.received_early(buffered)
+    loop = asyncio.get_running_loop()
+    await loop.connect_accepted_socket(lambda: connection, sock)
+    # After get() returns, Tornado's _execute still reads some handler state;
+    # trim the handler on the next loop iteration, once that has finished.
+    loop.call_soon(handler.trim_after_handoff)
+
+
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+
+def plain_upgrade_key(handler: WebSocketHandler, compression: bool) -> str | None:
+    """The Sec-WebSocket-Key of an upgrade we can answer ourselves, else None
+    (Tornado then answers it, errors included)."""
+    headers = handler.request.headers
+    if handler.request.method != "GET" or headers.get("Sec-WebSocket-Version") != "13":
+        return None
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return None
+    if "upgrade" not in (t.strip().lower() for t in headers.get("Connection", "").split(",")):
+        return None
+    if compression and "permessage-deflate" in headers.get("Sec-WebSocket-Extensions", ""):
+        return None
+    return headers.get("Sec-WebSocket-Key") or None
+
+
+async def upgrade_directly(handler: Any, key: str, max_message_size: int) -> None:
+    """Answer the upgrade with our own 101, run ``open()``, hand the socket over."""
+    accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()
+    connection = SocketConnection(handler, max_message_size)
+    connection.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
+    )
+    stream = handler.detach()
+    handler.set_status(101)
+    handler.application.log_request(handler)
+    handler.transport = connection
+    handler.open()
+    handler.flush_queued()  # the welcome joins the 101 in one write
+    released = release_socket(stream)
+    if released is None:  # the client is gone already
+        stream.close()
+        connection.connection_lost(None)
+        return
+    sock, buffered = released
+    await adopt(handler, connection, sock, buffered)
+
+
 class HandoffProtocol(StrictWebSocketProtocol):
     """Tornado's protocol for the handshake; a `SocketConnection` afterwards."""
 
@@ -59,14 +120,10 @@ class HandoffProtocol(StrictWebSocketProtocol):
             await super()._receive_frame_loop()
             return
         sock, buffered = released
-        connection = SocketConnection(handler, self.params.max_message_size, buffered)
+        connection = SocketConnection(handler, self.params.max_message_size)
         peer.transport = connection
         handler.ws_connection = None
-        loop = asyncio.get_running_loop()
-        await loop.connect_accepted_socket(lambda: connection, sock)
-        # After get() returns, Tornado's _execute still reads some handler state;
-        # trim the handler on the next loop iteration, once that has finished.
-        loop.call_soon(handler.trim_after_handoff)
+        await adopt(handler, connection, sock, buffered)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Tornado's close, after the replies the hub still has queued."""

@@ -62,17 +62,21 @@ class SocketConnection(asyncio.Protocol):
         "_timer",
     )
 
-    def __init__(self, handler: Any, max_message_size: int, buffered: bytes) -> None:
+    def __init__(self, handler: Any, max_message_size: int) -> None:
         self.transport: asyncio.Transport | None = None
         self.handler = handler
         self.parser = FrameParser(max_message_size)
-        self._buffered = buffered  # what arrived with the handshake, handled first
+        self._buffered = b""  # what arrived with the handshake, handled first
         self._early: list[bytes] | None = []  # written before the transport existed
         self._abort_pending = False  # dropped before the transport existed
         self._close_sent = False  # our close frame is out: nothing may follow it
         self._finishing = False  # the WebSocket is closed; TCP is ending
         self._closed = False  # the transport is gone
         self._timer: asyncio.TimerHandle | None = None
+
+    def received_early(self, data: bytes) -> None:
+        """Bytes the client sent right behind its handshake, before the hand-off."""
+        self._buffered = data
 
     # -- asyncio.Protocol --------------------------------------------------------
 
