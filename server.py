@@ -7,6 +7,7 @@ rules live in ``hub/``; the socket adapters in ``handlers/``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import resource
@@ -64,6 +65,26 @@ def load_options(argv: list[str] | None = None) -> None:
     if options.config:
         parse_config_file(options.config, final=False)
     parse_command_line(argv)
+
+
+GC_THRESHOLDS = (20_000, 20, 20)
+"""Young-generation collections every 20,000 allocations instead of 700.
+
+A handshake allocates a few hundred short-lived container objects (Tornado's
+request, headers, handler); with the default threshold the collector runs
+several times per handshake and, with tens of thousands of live connections,
+its older-generation passes get expensive. Measured with ``python -m bench
+handshakes``: about 10% less CPU per handshake. The cost is a few MB of garbage
+waiting a little longer to be collected.
+"""
+
+
+def tune_gc() -> None:
+    """Freeze what start-up allocated (never garbage, never scanned again) and
+    collect the young generation less often; see `GC_THRESHOLDS`."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def raise_fd_limit() -> int:
@@ -149,6 +170,7 @@ async def serve() -> None:
     """Listen, run until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
     hub = Hub(hub_settings(fd_limit))
+    tune_gc()
     app = make_app(
         hub,
         parse_origins(options.allowed_origins),
