@@ -52,3 +52,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     running in the main thread until its session fixtures end, and the
     IOLoop-based tests cannot start their own loop while it does."""
     items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
+
+
+@pytest.fixture(scope="module")
+def canary(server: Any) -> Iterator[Any]:
+    """A well-behaved echo client on the module's ``server`` (a
+    `tests.hostile.proc.HubProcess`): it must keep being served whatever the
+    hostile tests throw at the server."""
+    from tests.hostile.wire import Wire
+
+    with Wire(server.port) as wire:
+        yield wire

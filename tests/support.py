@@ -128,6 +128,16 @@ class JsonClient:
         self.connection.close()
 
 
+async def pair_in_room(live: LiveServer, room: str = "r") -> tuple[JsonClient, JsonClient]:
+    """ann and bob, both joined to ``room``; ann has seen bob's presence event."""
+    ann = await live.connect("ann")
+    bob = await live.connect("bob")
+    await ann.join(room)
+    await bob.join(room)
+    await ann.expect("presence")
+    return ann, bob
+
+
 async def wait_until(
     condition: Callable[[], bool | Awaitable[bool]], timeout: float = TIMEOUT
 ) -> None:

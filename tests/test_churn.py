@@ -43,15 +43,12 @@ DEBUG_COUNTERS = (
 def server() -> Iterator[HubProcess]:
     # Short history_ttl and ping_interval so that "no trace" (expired histories,
     # dead peers found by a ping) is reached within seconds, not minutes.
-    running = HubProcess(
+    with HubProcess(
         f"--history_ttl={HISTORY_TTL}",
         "--ping_interval=2",
         "--ping_timeout=30",
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def broadcaster(port: int, index: int, stop: asyncio.Event, tally: Counter[str]) -> None:

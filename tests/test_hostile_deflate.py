@@ -36,11 +36,8 @@ def inflate(data: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[HubProcess]:
-    running = HubProcess("--compression", f"--max_message_size={MAX_MESSAGE}")
-    try:
+    with HubProcess("--compression", f"--max_message_size={MAX_MESSAGE}") as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(autouse=True)

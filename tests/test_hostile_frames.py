@@ -47,17 +47,8 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[HubProcess]:
-    running = HubProcess(f"--max_message_size={MAX_MESSAGE}")
-    try:
+    with HubProcess(f"--max_message_size={MAX_MESSAGE}") as running:
         yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def canary(server: HubProcess) -> Iterator[Wire]:
-    with Wire(server.port) as wire:
-        yield wire
 
 
 @pytest.fixture(autouse=True)

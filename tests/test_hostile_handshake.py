@@ -35,17 +35,8 @@ HEADER_TIMEOUT = 30.0  # server.py: HTTPServer(idle_connection_timeout=30)
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[HubProcess]:
-    running = HubProcess()
-    try:
+    with HubProcess() as running:
         yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def canary(server: HubProcess) -> Iterator[Wire]:
-    with Wire(server.port) as wire:
-        yield wire
 
 
 @pytest.fixture(scope="module")

@@ -30,11 +30,8 @@ FUZZ = settings(
 def server() -> Iterator[HubProcess]:
     # No rate limit here: the fuzzer sends faster than a person would (limits
     # have their own tests); a short history_ttl keeps fuzzed rooms from piling up.
-    running = HubProcess("--rate_limit=0", "--history_ttl=1")
-    try:
+    with HubProcess("--rate_limit=0", "--history_ttl=1") as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

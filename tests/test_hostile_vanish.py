@@ -38,11 +38,8 @@ def server() -> Iterator[HubProcess]:
     # Pings every 2 s: a write is how the server learns of a peer whose RST it
     # missed (see test_reset_right_after_a_partial_frame_is_noticed); the long
     # ping_timeout keeps the quiet canary from being evicted.
-    running = HubProcess("--ping_interval=2", "--ping_timeout=60")
-    try:
+    with HubProcess("--ping_interval=2", "--ping_timeout=60") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def one_round(port: int) -> None:

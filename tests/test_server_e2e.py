@@ -10,7 +10,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.websocket import WebSocketClosedError
 
 from tests.hostile.wire import Wire
-from tests.support import JsonClient, LiveServer, wait_until
+from tests.support import JsonClient, LiveServer, pair_in_room, wait_until
 
 
 async def health(live: LiveServer) -> dict:
@@ -36,11 +36,7 @@ async def test_healthz_counts_connections_of_every_endpoint(live: LiveServer) ->
 
 
 async def test_protocol_errors_answer_and_keep_the_connection(live: LiveServer) -> None:
-    ann = await live.connect("ann")
-    bob = await live.connect("bob")
-    await ann.join("r")
-    await bob.join("r")
-    await ann.expect("presence")
+    ann, bob = await pair_in_room(live)
     cases = [
         ("nope", "bad_json"),
         ("[]", "bad_request"),
@@ -205,11 +201,7 @@ async def test_client_id_tells_apart_duplicate_names(live: LiveServer) -> None:
 
 
 async def test_closed_client_leaves_its_rooms_at_once(live: LiveServer) -> None:
-    ann = await live.connect("ann")
-    bob = await live.connect("bob")
-    await ann.join("r")
-    await bob.join("r")
-    await ann.expect("presence")
+    ann, bob = await pair_in_room(live)
     bob.close()
     left = await ann.expect("presence")
     assert left["event"] == "leave" and left["member"]["client_id"] == bob.client_id

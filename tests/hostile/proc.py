@@ -103,6 +103,12 @@ class HubProcess:
                 self.proc.wait(5)
         self._reader.join(5)
 
+    def __enter__(self) -> HubProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def wait_for(
     condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
