@@ -23,6 +23,7 @@ import hashlib
 import socket
 from typing import Any
 
+import tornado
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
@@ -63,6 +64,11 @@ async def adopt(
 
 
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+_SWITCHING = (
+    # The Server header is the one Tornado sends, so both upgrade paths look alike.
+    f"HTTP/1.1 101 Switching Protocols\r\nServer: TornadoServer/{tornado.version}\r\n"
+    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+).encode()
 
 
 def plain_upgrade_key(handler: WebSocketHandler, compression: bool) -> str | None:
@@ -84,10 +90,7 @@ async def upgrade_directly(handler: Any, key: str, max_message_size: int) -> Non
     """Answer the upgrade with our own 101, run ``open()``, hand the socket over."""
     accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()
     connection = SocketConnection(handler, max_message_size)
-    connection.write(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
-    )
+    connection.write(_SWITCHING + accept.encode() + b"\r\n\r\n")
     stream = handler.detach()
     handler.set_status(101)
     handler.application.log_request(handler)

@@ -208,3 +208,23 @@ async def test_closed_client_leaves_its_rooms_at_once(live: LiveServer) -> None:
     await wait_until(lambda: len(live.hub.peers) == 1)
     with pytest.raises(WebSocketClosedError):
         await bob.connection.write_message("gone")
+
+
+async def test_plain_upgrades_get_our_101_deflate_offers_get_tornados(make_server) -> None:
+    live = make_server(compression=True)
+    plain = await asyncio.to_thread(Wire, live.port, "/ws?name=plain")
+    deflate = await asyncio.to_thread(
+        Wire,
+        live.port,
+        "/ws?name=deflate",
+        headers={"Sec-WebSocket-Extensions": "permessage-deflate"},
+    )
+    for wire in (plain, deflate):
+        head = wire.response_head.lower()  # header names are case-insensitive
+        assert wire.status == 101 and "server: tornadoserver/" in head
+        assert "sec-websocket-accept:" in head
+        welcome = await asyncio.to_thread(wire.recv_data)
+        assert b'"welcome"' in welcome.payload
+        wire.close()
+    assert "permessage-deflate" not in plain.response_head
+    assert "permessage-deflate" in deflate.response_head
