@@ -6,10 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -151,55 +147,3 @@ async def wait_until(
             return
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
-
-
-class ServerProcess:
-    """``python server.py`` as a subprocess on a free port (``--port=0``)."""
-
-    LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)/")
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "server.py"), "--port=0", *args],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.log: list[str] = []
-        self.port = self._wait_listening()
-
-    def _wait_listening(self, timeout: float = 15.0) -> int:
-        deadline = time.monotonic() + timeout
-        assert self.proc.stderr is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.log.append(line)
-            match = self.LISTENING.search(line)
-            if match:
-                return int(match.group(2))
-        self.kill()
-        raise RuntimeError("server did not start:\n" + "".join(self.log))
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def ws_url(self, path: str = "/ws") -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    def signal(self, signum: int = signal.SIGTERM) -> None:
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        code = self.proc.wait(timeout)
-        assert self.proc.stderr is not None
-        self.log.extend(self.proc.stderr.readlines())
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)

@@ -7,19 +7,20 @@ import json
 import signal
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
 import server as server_module
+from tests.hostile.proc import HubProcess
 from tests.hostile.wire import Wire
-from tests.support import JsonClient, ServerProcess
+from tests.support import JsonClient
 
 
 @pytest.fixture
-def proc():
-    running = ServerProcess("--ping_interval=30", "--logging=info")
-    yield running
-    running.kill()
+def proc() -> Iterator[HubProcess]:
+    with HubProcess("--ping_interval=30", "--logging=info") as running:
+        yield running
 
 
 @pytest.fixture
@@ -33,20 +34,21 @@ def restore_options():
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_closes_clients_with_1001_and_exits_0(proc, signum) -> None:
-    clients = [await JsonClient.open(proc.ws_url("/ws?name=c")) for _ in range(3)]
-    clients.append(await JsonClient.open(proc.ws_url("/ws/echo")))
+    clients = [await JsonClient.open(f"ws://127.0.0.1:{proc.port}/ws?name=c") for _ in range(3)]
+    clients.append(await JsonClient.open(f"ws://127.0.0.1:{proc.port}/ws/echo"))
     await clients[0].expect("welcome")
     mute = await asyncio.to_thread(Wire, proc.port, "/ws?name=mute")  # never answers the close
-    proc.signal(signum)
+    proc.proc.send_signal(signum)
     for client in clients:
         code, reason = await client.closed()
         assert (code, reason) == (1001, "server shutdown")
     started = time.monotonic()
-    assert await asyncio.to_thread(proc.wait, 10) == 0
+    assert await asyncio.to_thread(proc.proc.wait, 10) == 0
     assert time.monotonic() - started < 5
     assert (await asyncio.to_thread(mute.ending, 5.0, False)).code == 1001
     mute.close()
-    log = "".join(proc.log)
+    proc.stop()  # collects the rest of the log
+    log = proc.log()
     assert "Traceback" not in log and "stopped" in log
 
 
@@ -54,7 +56,7 @@ def test_healthz_and_pages_are_served(proc) -> None:
     with urllib.request.urlopen(proc.url("/healthz"), timeout=5) as response:
         body = json.loads(response.read())
     assert body["status"] == "ok" and body["connections"] == 0
-    assert "listening on http://127.0.0.1:" in "".join(proc.log)
+    assert "listening on http://127.0.0.1:" in proc.log()
 
 
 def test_config_file_is_read_and_flags_override_it(tmp_path, restore_options) -> None:
