@@ -57,7 +57,11 @@ async def adopt(
     """Put ``sock`` under ``connection`` on the event loop's transport."""
     connection.received_early(buffered)
     loop = asyncio.get_running_loop()
-    await loop.connect_accepted_socket(lambda: connection, sock)
+    try:
+        await loop.connect_accepted_socket(lambda: connection, sock)
+    except OSError as error:  # the socket died in between: the peer leaves now
+        sock.close()
+        connection.connection_lost(error)
     # After get() returns, Tornado's _execute still reads some handler state;
     # trim the handler on the next loop iteration, once that has finished.
     loop.call_soon(handler.trim_after_handoff)
@@ -95,8 +99,12 @@ async def upgrade_directly(handler: Any, key: str, max_message_size: int) -> Non
     handler.set_status(101)
     handler.application.log_request(handler)
     handler.transport = connection
-    handler.open()
-    handler.flush_queued()  # the welcome joins the 101 in one write
+    try:
+        handler.open()
+        handler.flush_queued()  # the welcome joins the 101 in one write
+    except BaseException:
+        stream.close()
+        raise
     released = release_socket(stream)
     if released is None:  # the client is gone already
         stream.close()

@@ -134,9 +134,12 @@ class SocketConnection(asyncio.Protocol):
         return False  # the client is gone: close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The transport is gone (or never came: the client left before the hand-off)."""
+        if self.transport is not None:
+            SocketConnection.open_sockets -= 1
         self._closed = True
         self._close_sent = True
-        SocketConnection.open_sockets -= 1
+        self._early = None
         self._disarm_timer()
         self._notify_handler()
         self.transport = None
