@@ -55,6 +55,7 @@ async def test_early_output_first_then_early_input_then_the_close_handshake() ->
     connection.write(b"HELLO ")  # written before the transport exists
     connection.received_early(encode_frame(b"early"))
     before = SocketConnection.open_sockets
+    timers_before = SocketConnection.armed_timers  # process-wide: earlier tests' loops
     loop = asyncio.get_running_loop()
     await loop.connect_accepted_socket(lambda: connection, server_side)
     assert SocketConnection.open_sockets == before + 1
@@ -71,4 +72,5 @@ async def test_early_output_first_then_early_input_then_the_close_handshake() ->
         if SocketConnection.open_sockets == before:
             break
         await asyncio.sleep(0.01)
-    assert SocketConnection.open_sockets == before and SocketConnection.armed_timers == 0
+    assert SocketConnection.open_sockets == before
+    assert SocketConnection.armed_timers == timers_before
