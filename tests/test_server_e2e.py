@@ -146,23 +146,32 @@ async def test_slow_consumer_is_dropped_and_memory_stays_bounded(make_server) ->
     await bob.expect("presence")
     stuck_peer = next(p for p in live.hub.peers.values() if p.name == "stuck")
 
-    async def read_all(client: JsonClient) -> list[int]:
-        seqs: list[int] = []
+    progress = asyncio.Event()  # set whenever a well-behaved reader takes a message
+    received: list[list[int]] = [[], []]
+
+    async def read_all(client: JsonClient, seqs: list[int]) -> list[int]:
         while True:
             message = await client.recv()
             if message["type"] == "message":
                 seqs.append(message["seq"])
+                progress.set()
                 if message["data"] == "end":
                     return seqs
 
-    readers = [asyncio.ensure_future(read_all(c)) for c in (ann, bob)]
+    readers = [
+        asyncio.ensure_future(read_all(c, r)) for c, r in zip((ann, bob), received, strict=True)
+    ]
     payload = "z" * 1000
+    window = 64  # ~64 KB in flight to the readers, well under the limit: they keep up
     sent = 0
     while not stuck_peer.closed and sent < 20_000:  # bounded; kernel buffers absorb some MB
+        while sent - min(map(len, received)) >= window:
+            progress.clear()
+            await asyncio.wait_for(progress.wait(), 5)
         ann.send({"type": "publish", "room": "flood", "data": payload})
         sent += 1
-        if sent % 20 == 0:
-            await asyncio.sleep(0)  # let the server and the readers run
+        if sent % 16 == 0:
+            await asyncio.sleep(0)  # let the server run
             assert stuck_peer.backlog + stuck_peer.pending <= limit
     ann.send({"type": "publish", "room": "flood", "data": "end"})
     for seqs in await asyncio.gather(*readers):  # the others get every message, in order
