@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -110,7 +109,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
 
     def on_pong(self, data: bytes) -> None:
         if self.peer is not None:
-            self.peer.last_seen = time.monotonic()
+            self.hub.touch(self.peer)
 
     def on_ping(self, data: bytes) -> None:
         self.on_pong(data)

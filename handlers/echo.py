@@ -6,8 +6,6 @@ target of the Autobahn conformance run.
 
 from __future__ import annotations
 
-import time
-
 from handlers.base import HubSocketBase
 from hub.frames import OP_BINARY, OP_TEXT, frame
 from hub.peer import ECHO
@@ -22,7 +20,7 @@ class EchoSocketHandler(HubSocketBase):
         peer = self.peer
         if peer is None:
             return
-        peer.last_seen = time.monotonic()
+        self.hub.touch(peer)
         binary = type(message) is bytes
         if self.ws_connection is not None and self.compression:
             # permessage-deflate may be on: let Tornado compress, then bound the backlog.

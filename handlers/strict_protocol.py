@@ -3,8 +3,8 @@
 Tornado's ``WebSocketProtocol13`` echoes any close code it receives (so a peer
 sending the reserved code 1005 gets 1005 back, which fails Autobahn 7.9.x), and
 it answers invalid UTF-8 in a text message by dropping TCP instead of closing
-with 1007.  ``StrictProtocolMixin`` swaps in :class:`StrictWebSocketProtocol`,
-which fixes those and a few hostile-input paths (unmasked client frames,
+with 1007.  :class:`StrictWebSocketProtocol` (which `handlers.handoff`
+subclasses for every handler) fixes those and a few hostile-input paths (unmasked client frames,
 corrupt deflate data, the compressed bit of fragmented messages, extension
 offers Tornado cannot honour), without touching Tornado's files or module
 globals.  See docs/conformance.md for what each fix is for and the results.
@@ -15,11 +15,9 @@ from __future__ import annotations
 import struct
 import zlib
 from asyncio import Future
-from typing import Any
 
 from tornado import httputil
 from tornado.websocket import (  # the private error is what Tornado's decompressor raises
-    WebSocketProtocol,
     WebSocketProtocol13,
     _DecompressTooLargeError,
 )
@@ -234,17 +232,3 @@ class StrictWebSocketProtocol(WebSocketProtocol13):
             for name, params in parse_extension_offers(headers.get("Sec-WebSocket-Extensions", ""))
             if name != "permessage-deflate" or acceptable_deflate_offer(params)
         ]
-
-
-class StrictProtocolMixin:
-    """Put first in a WebSocketHandler's bases to use :class:`StrictWebSocketProtocol`.
-
-    We let Tornado build its own protocol object first and reuse its params,
-    so the ping, size and compression settings stay exactly Tornado's.
-    """
-
-    def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        stock: Any = super().get_websocket_protocol()  # type: ignore[misc]
-        if not isinstance(stock, WebSocketProtocol13):
-            return stock  # unsupported version: Tornado answers 426
-        return StrictWebSocketProtocol(self, False, stock.params)  # type: ignore[arg-type]
