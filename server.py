@@ -21,6 +21,7 @@ from tornado.httpserver import HTTPServer
 from tornado.options import define, options, parse_command_line, parse_config_file
 
 from handlers.base import origin_key
+from handlers.batch_writer import default_threads, make_batch_writer
 from handlers.diagnostics import install_error_counter
 from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
@@ -55,6 +56,11 @@ define("rate_limit", default=_defaults.rate_limit, help="messages/s per /ws conn
 define("rate_burst", default=_defaults.rate_burst, help="burst size of the rate limit")
 define("max_rooms_per_connection", default=_defaults.max_rooms_per_connection, help="0: no limit")
 define("compression", default=False, help="offer permessage-deflate")
+define(
+    "send_threads",
+    default=default_threads(),
+    help="threads a big fan-out's sends are spread over, GIL released (0: through the transports)",
+)
 
 
 def load_options(argv: list[str] | None = None) -> None:
@@ -169,7 +175,7 @@ def make_app(
 async def serve() -> None:
     """Listen, run until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
-    hub = Hub(hub_settings(fd_limit))
+    hub = Hub(hub_settings(fd_limit), write_batch=make_batch_writer(options.send_threads))
     tune_gc()
     app = make_app(
         hub,

@@ -71,6 +71,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " to DIR (CPU figures are then inflated by the profiler)",
     )
     p.add_argument(
+        "--read-batch",
+        type=int,
+        default=4,
+        help="steady cases: counting subscribers are woken once about this many messages wait"
+        " (SO_RCVLOWAT), probes at every frame; 1 = every frame (default: 4)",
+    )
+    p.add_argument(
+        "--perf",
+        metavar="DIR",
+        help="sample the server with `perf record -g` (kernel included) during each measured"
+        " phase; write DIR/SERVER-CASE.data (read with `perf report -i`)",
+    )
+    p.add_argument(
         "--server-arg",
         action="append",
         default=[],
@@ -102,7 +115,7 @@ def select_cases(args: argparse.Namespace) -> list[Case]:
     return out
 
 
-def phase_for(case: Case, window: int) -> scenarios.Phase:
+def phase_for(case: Case, window: int, read_batch: int) -> scenarios.Phase:
     """The publishing phase of a fan-out or steady case."""
     p = case.params
     if case.type == "steady":
@@ -113,6 +126,7 @@ def phase_for(case: Case, window: int) -> scenarios.Phase:
             window,
             p["rate"],
             p["seconds"] + 10,
+            read_batch,
         )
     return scenarios.Phase(
         case.name, p["messages"], p.get("size", 100), window, None, p.get("max_seconds", 60.0)
@@ -120,7 +134,7 @@ def phase_for(case: Case, window: int) -> scenarios.Phase:
 
 
 async def run_group(
-    env: scenarios.Env, cases: list[Case], kind: Any, window: int
+    env: scenarios.Env, cases: list[Case], kind: Any, window: int, read_batch: int = 1
 ) -> list[dict[str, Any]]:
     """Run one case, or several fan-out/steady cases sharing one ramp-up."""
     case = cases[0]
@@ -143,7 +157,7 @@ async def run_group(
                 p.get("max_seconds", 60.0),
             )
         ]
-    phases = [phase_for(c, window) for c in cases]
+    phases = [phase_for(c, window, read_batch) for c in cases]
     return await scenarios.fanout(env, kind, p["subscribers"], phases)
 
 
@@ -167,7 +181,10 @@ def grouped(cases: list[Case]) -> list[list[Case]]:
 async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str, Any]]:
     ncpu = len(os.sched_getaffinity(0))
     env = scenarios.Env(
-        workers=args.workers, progress=Progress(not args.no_progress), profile_dir=args.profile
+        workers=args.workers,
+        progress=Progress(not args.no_progress),
+        profile_dir=args.profile,
+        perf_dir=args.perf,
     )
     if args.pin and ncpu >= 2:
         cpus = sorted(os.sched_getaffinity(0))
@@ -188,7 +205,7 @@ async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str,
                 env.progress.log(f"[{group[0].name}] skipping {kind.name}: server.py not found")
                 continue
             try:
-                results = await run_group(env, group, kind, args.window)
+                results = await run_group(env, group, kind, args.window, args.read_batch)
             except Exception as exc:  # one failed case must not lose the others
                 env.progress.log(
                     f"[{group[0].name} {kind.name}] FAILED: {type(exc).__name__}: {exc}"

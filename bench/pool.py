@@ -98,10 +98,12 @@ class WorkerPool:
             await asyncio.sleep(0.02)
         return [w[kind] for w in self.latest]
 
-    async def request(self, cmd: str, reply: str, timeout: float = 30.0) -> list[dict[str, Any]]:
-        """Send ``cmd`` to all workers and wait for their ``reply``."""
+    async def request(
+        self, cmd: str, reply: str, timeout: float = 30.0, arg: Any = None
+    ) -> list[dict[str, Any]]:
+        """Send ``cmd`` (with ``arg``) to all workers and wait for their ``reply``."""
         self.clear(reply)
-        self.send_all(cmd)
+        self.send_all(cmd, arg)
         return await self.wait_for(reply, timeout)
 
     async def stop(self, timeout: float = 60.0) -> list[dict[str, Any]]:

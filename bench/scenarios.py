@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,7 @@ class Env:
     progress: Progress = field(default_factory=Progress)
     server_args: dict[str, list[str]] = field(default_factory=dict)
     profile_dir: str | None = None  # profile measured phases with cProfile
+    perf_dir: str | None = None  # sample measured phases with `perf record` (kernel included)
 
     @property
     def loadgen_cores(self) -> int:
@@ -118,18 +120,34 @@ class RssSampler:
 
 
 class PhaseProfiler:
-    """Switch cProfile on in a server started under ``bench.profiled``, and off again."""
+    """Profile the server during one measured phase.
 
-    def __init__(self, server: ServerProcess, label: str) -> None:
+    cProfile is switched on and off by signal in a server started under
+    ``bench.profiled``; ``perf record`` (when ``env.perf_dir`` is set) samples
+    the server process from outside, so time spent in the kernel's send path
+    shows up too.
+    """
+
+    def __init__(self, env: Env, server: ServerProcess, label: str) -> None:
         self.server = server
         self.label = label
         self.prefix = server.profile_prefix
         self.count = server.profile_count
         if self.prefix:
             os.kill(server.pid, signal.SIGUSR1)
+        self.perf: subprocess.Popen[bytes] | None = None
+        if env.perf_dir:
+            os.makedirs(env.perf_dir, exist_ok=True)
+            out = os.path.join(env.perf_dir, f"{server.kind.name}-{_safe(label)}.data")
+            cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g"]
+            cmd += ["-p", str(server.pid), "-o", out]
+            self.perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
 
     async def stop(self) -> str | None:
         """Stop profiling; return the path of the written profile (None if not profiling)."""
+        if self.perf is not None:
+            self.perf.send_signal(signal.SIGINT)
+            await asyncio.to_thread(self.perf.wait, 30)
         if not self.prefix:
             return None
         self.count += 1
@@ -138,12 +156,16 @@ class PhaseProfiler:
         path = f"{self.prefix}.{self.count}.prof"
         for _ in range(300):
             if os.path.exists(path):
-                safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.label)
-                final = f"{self.prefix}.{safe}.prof"
+                final = f"{self.prefix}.{_safe(self.label)}.prof"
                 os.replace(path, final)
                 return final
             await asyncio.sleep(0.1)
         return None
+
+
+def _safe(label: str) -> str:
+    """``label`` as a file-name part."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
 
 
 @asynccontextmanager
@@ -228,6 +250,9 @@ class Phase:
     window: int = 32
     rate: float | None = None  # messages/s; None = as fast as the window allows
     max_seconds: float = 60.0
+    # Paced phases: counting (non-probe) subscribers are woken once about this
+    # many messages wait (SO_RCVLOWAT); 1 = every frame. See Worker.set_rcvlowat.
+    read_batch: int = 1
 
 
 async def fanout(
@@ -302,7 +327,7 @@ async def _measure_phase(
     before = await pool.request("collect", "collect")  # also empties latency buffers
     base_received = sum(r["received"] for r in before)
     base_closed = sum(r["closed_normal"] for r in before)
-    profiler = PhaseProfiler(server, phase.label)
+    profiler = PhaseProfiler(env, server, phase.label)
     rss0 = rss_bytes(server.pid)
     cpu0, me0, t0 = cpu_seconds(server.pid), self_cpu_seconds(), time.monotonic()
     busy0 = machine_busy_seconds()
@@ -320,10 +345,17 @@ async def _measure_phase(
             await asyncio.sleep(0.2)
 
     shower = asyncio.create_task(show())
+    batched = phase.rate is not None and phase.read_batch > 1
+    if batched:  # see Worker.set_rcvlowat
+        await pool.request("rcvlowat", "rcvlowat", arg=phase.read_batch * phase.size)
     try:
-        res = await publish(
-            pub, phase.messages, phase.size, phase.window, phase.rate, phase.max_seconds, lag
-        )
+        try:
+            res = await publish(
+                pub, phase.messages, phase.size, phase.window, phase.rate, phase.max_seconds, lag
+            )
+        finally:
+            if batched:  # the last few messages must not wait for more
+                await pool.request("rcvlowat", "rcvlowat", arg=1)
         expected = normal * res.sent
         # Drain: wait for stragglers, give up after 5 s without progress.
         last, last_change = -1, time.monotonic()
@@ -363,6 +395,7 @@ async def _measure_phase(
         "message_bytes": phase.size,
         "window": phase.window,
         "rate": phase.rate,
+        "read_batch": phase.read_batch if phase.rate is not None else 1,
         "messages_sent": res.sent,
         "acked": res.acked,
         "expected": expected,
@@ -465,7 +498,7 @@ async def handshakes(
             await pool.wait_for("progress", 60)
             await wait_quiet(server.pid)
             marks0 = await pool.request("mark", "mark")
-            profiler = PhaseProfiler(server, label)
+            profiler = PhaseProfiler(env, server, label)
             cpu0, t0, busy0 = cpu_seconds(server.pid), time.monotonic(), machine_busy_seconds()
             pool.clear("done")
             pool.send_all("go")

@@ -9,6 +9,10 @@ is also a shorter path for every frame in and out.
 
 Writes go to the transport, which sends at once what the kernel takes and
 buffers the rest (``backlog``); the hub bounds that by ``send_buffer_limit``.
+While that buffer is empty, ``fd`` names the socket so that the batch writer
+(`handlers.batch_writer`) may send to it directly; the transport tells us when
+its buffer fills and drains (pause_writing / resume_writing, with a high-water
+mark of 0), so keeping ``fd`` right costs nothing per write.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class SocketConnection(asyncio.Protocol):
 
     __slots__ = (
         "transport",
+        "fd",
+        "_socket_fd",
         "handler",
         "parser",
         "_buffered",
@@ -64,6 +70,8 @@ class SocketConnection(asyncio.Protocol):
 
     def __init__(self, handler: Any, max_message_size: int) -> None:
         self.transport: asyncio.Transport | None = None
+        self.fd = -1  # the socket while nothing is queued in user space and it is open, else -1
+        self._socket_fd = -1
         self.handler = handler
         self.parser = FrameParser(max_message_size)
         self._buffered = b""  # what arrived with the handshake, handled first
@@ -85,6 +93,12 @@ class SocketConnection(asyncio.Protocol):
         then handle what arrived with the handshake."""
         self.transport = transport  # type: ignore[assignment]
         SocketConnection.open_sockets += 1
+        transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._socket_fd = sock.fileno()
+            if not self._close_sent:
+                self.fd = self._socket_fd
         early, self._early = self._early, None
         if early:
             self.transport.write(b"".join(early))
@@ -133,8 +147,18 @@ class SocketConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False  # the client is gone: close our side too
 
+    def pause_writing(self) -> None:
+        """The transport holds unsent bytes: direct sends would overtake them."""
+        self.fd = -1
+
+    def resume_writing(self) -> None:
+        """The transport's buffer is empty again."""
+        if not self._close_sent and not self._closed:
+            self.fd = self._socket_fd
+
     def connection_lost(self, exc: Exception | None) -> None:
         """The transport is gone (or never came: the client left before the hand-off)."""
+        self.fd = -1
         if self.transport is not None:
             SocketConnection.open_sockets -= 1
         self._closed = True
@@ -205,6 +229,7 @@ class SocketConnection(asyncio.Protocol):
         payload = b"" if code is None else struct.pack("!H", code) + reason.encode()[:123]
         self.write(frame(payload, OP_CLOSE))
         self._close_sent = True
+        self.fd = -1
 
     def _finish(self) -> None:
         """The WebSocket is closed: tell the handler now; end TCP once our frames
@@ -214,6 +239,7 @@ class SocketConnection(asyncio.Protocol):
         if self._finishing or self._closed:
             return
         self._finishing = True
+        self.fd = -1
         self._notify_handler()
         transport = self.transport
         if transport is None:
@@ -226,6 +252,7 @@ class SocketConnection(asyncio.Protocol):
 
     def _drop(self) -> None:
         """Drop the connection now, unsent output and all."""
+        self.fd = -1
         if self.transport is None:
             self._abort_pending = not self._closed
         elif not self._closed:

@@ -26,6 +26,9 @@ class WebSocketTransport:
 
     __slots__ = ("handler",)
 
+    fd = -1
+    """Never written to directly (see `handlers.batch_writer`): Tornado's stream owns it."""
+
     def __init__(self, handler: WebSocketHandler) -> None:
         self.handler = handler
 

@@ -28,7 +28,7 @@ from hub import protocol
 from hub.broker import Broker, MemoryBroker
 from hub.frames import PING_FRAME
 from hub.limits import TokenBucket
-from hub.peer import ECHO, HUB, Peer
+from hub.peer import ECHO, HUB, BatchWrite, Peer
 from hub.settings import HubSettings
 
 CLOSE_GOING_AWAY = 1001
@@ -58,6 +58,16 @@ def _call_soon(callback: Callable[[], None]) -> Any:
     return asyncio.get_running_loop().call_soon(callback)
 
 
+def write_each(peers: list[Peer], datas: list[bytes]) -> list[tuple[int, int]]:
+    """The plain batch writer: each peer's bytes through its transport."""
+    left = []
+    for i, peer in enumerate(peers):
+        backlog = peer.transport.write(datas[i])
+        if backlog:
+            left.append((i, backlog))
+    return left
+
+
 class Hub:
     """Every connection of this process and the rooms they are in."""
 
@@ -67,6 +77,7 @@ class Hub:
         broker: Broker | None = None,
         clock: Callable[[], float] = time.monotonic,
         schedule: Schedule = _call_soon,
+        write_batch: BatchWrite = write_each,
     ) -> None:
         self.settings = settings = settings or HubSettings()
         self.broker: Broker = broker or MemoryBroker(
@@ -75,6 +86,7 @@ class Hub:
         self.broker.attach(self._deliver)
         self.clock = clock
         self._schedule = schedule
+        self.write_batch = write_batch  # the server installs handlers.batch_writer's
         self.peers: dict[str, Peer] = {}  # client_id -> every registered connection
         self.rooms: dict[str, dict[str, Peer]] = {}  # room -> client_id -> local member
         self.counters = HubCounters()
@@ -340,7 +352,7 @@ class Hub:
             self._drop_slow(peer)
 
     def flush(self) -> None:
-        """Write each dirty peer's queued frames with one ``write``."""
+        """Write each dirty peer's queued frames, joined, in one batch (`write_batch`)."""
         self._flush_scheduled = False
         if self._doomed:
             doomed, self._doomed = self._doomed, []
@@ -348,15 +360,22 @@ class Hub:
                 self.unregister(peer)
                 peer.transport.close(CLOSE_SLOW_CONSUMER, "slow consumer", True)
         dirty, self._dirty = self._dirty, []
-        limit = self.settings.send_buffer_limit
-        for peer in dirty:  # `flush_peer` inlined: this runs once per member per iteration
+        peers: list[Peer] = []
+        datas: list[bytes] = []
+        for peer in dirty:  # runs once per member per iteration
             out = peer.out
-            if not out:
-                peer.out = None
-                continue
             peer.out = None
+            if not out:
+                continue  # flushed early (`flush_peer`) or dropped
             peer.pending = 0
-            backlog = peer.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            peer.backlog = 0
+            peers.append(peer)
+            datas.append(out[0] if len(out) == 1 else b"".join(out))
+        if not peers:
+            return
+        limit = self.settings.send_buffer_limit
+        for i, backlog in self.write_batch(peers, datas):
+            peer = peers[i]
             peer.backlog = backlog
             if backlog > limit:
                 self._drop_slow(peer)

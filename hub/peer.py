@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from hub.limits import TokenBucket
@@ -19,6 +20,11 @@ class Transport(Protocol):
     def close(self, code: int, reason: str, abort: bool) -> None:
         """Send a close frame; with ``abort`` drop the socket at once instead of
         waiting for a closing handshake the peer may never answer."""
+
+
+BatchWrite = Callable[[list["Peer"], list[bytes]], list[tuple[int, int]]]
+"""Write ``datas[i]`` to ``peers[i]`` for each i; return (i, backlog) for the peers
+whose transports still hold unsent bytes afterwards (see `hub.hub.write_each`)."""
 
 
 HUB = "hub"

@@ -24,10 +24,11 @@ def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
         allowed_origins: frozenset[str] = frozenset(),
         compression: bool = False,
         max_message_size: int = 64 * 1024,
+        send_threads: int | None = None,
         **settings: Any,
     ) -> LiveServer:
         live = start_live_server(
-            HubSettings(**settings), allowed_origins, compression, max_message_size
+            HubSettings(**settings), allowed_origins, compression, max_message_size, send_threads
         )
         started.append(live)
         return live

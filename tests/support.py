@@ -17,6 +17,7 @@ from tornado.httpserver import HTTPServer
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 import server as server_module
+from handlers.batch_writer import default_threads, make_batch_writer
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings
@@ -66,8 +67,11 @@ def start_live_server(
     allowed_origins: frozenset[str] = frozenset(),
     compression: bool = False,
     max_message_size: int = 64 * 1024,
+    send_threads: int | None = None,
 ) -> LiveServer:
-    hub = Hub(settings or HubSettings())
+    """Wired as `server.serve` wires it; ``send_threads`` defaults to the server's default."""
+    threads = default_threads() if send_threads is None else send_threads
+    hub = Hub(settings or HubSettings(), write_batch=make_batch_writer(threads))
     app = server_module.make_app(hub, allowed_origins, compression, max_message_size)
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     http = HTTPServer(app)

@@ -132,22 +132,26 @@ async def test_origin_policy(make_server, origin: str | None, allowed: bool) -> 
         assert refused.value.code == 403
 
 
-async def test_slow_consumer_is_dropped_and_memory_stays_bounded(make_server) -> None:
+@pytest.mark.parametrize("send_threads", [0, 2], ids=["transports", "direct-sends"])
+async def test_slow_consumer_is_dropped_and_memory_stays_bounded(
+    make_server, send_threads: int
+) -> None:
     limit = 256 * 1024
-    live = make_server(send_buffer_limit=limit, rate_limit=0)
-    ann = await live.connect("ann")
-    bob = await live.connect("bob")
-    await ann.join("flood")
-    await bob.join("flood")
-    await ann.expect("presence")
+    live = make_server(send_buffer_limit=limit, rate_limit=0, send_threads=send_threads)
+    members = [await live.connect(name) for name in ("ann", "bob", "cy", "di")]
+    for i, client in enumerate(members):
+        await client.join("flood")
+        for earlier in members[:i]:
+            await earlier.expect("presence")
+    ann = members[0]
     stuck = await asyncio.to_thread(Wire, live.port, "/ws?name=stuck")
     stuck.send('{"type":"join","room":"flood"}')
-    await ann.expect("presence")
-    await bob.expect("presence")
+    for client in members:
+        await client.expect("presence")
     stuck_peer = next(p for p in live.hub.peers.values() if p.name == "stuck")
 
     progress = asyncio.Event()  # set whenever a well-behaved reader takes a message
-    received: list[list[int]] = [[], []]
+    received: list[list[int]] = [[] for _ in members]
 
     async def read_all(client: JsonClient, seqs: list[int]) -> list[int]:
         while True:
@@ -159,7 +163,7 @@ async def test_slow_consumer_is_dropped_and_memory_stays_bounded(make_server) ->
                     return seqs
 
     readers = [
-        asyncio.ensure_future(read_all(c, r)) for c, r in zip((ann, bob), received, strict=True)
+        asyncio.ensure_future(read_all(c, r)) for c, r in zip(members, received, strict=True)
     ]
     payload = "z" * 1000
     window = 64  # ~64 KB in flight to the readers, well under the limit: they keep up
@@ -178,7 +182,7 @@ async def test_slow_consumer_is_dropped_and_memory_stays_bounded(make_server) ->
         assert seqs == list(range(1, sent + 2))
     assert stuck_peer.closed and stuck_peer.backlog <= limit
     body = await health(live)
-    assert body["slow_consumers_dropped"] == 1 and body["connections"] == 2
+    assert body["slow_consumers_dropped"] == 1 and body["connections"] == len(members)
     stuck.close()
 
 
