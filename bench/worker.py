@@ -191,8 +191,8 @@ class Worker:
         read, and time, every frame as it arrives. The server's work does not
         change: it sends each frame to each subscriber when it comes, and the
         few hundred bytes waiting per socket are far below any window.
-        Thresholds are spread from 2/9 to 16/9 of ``nbytes`` (mean ``nbytes``)
-        so that the wake-ups do not all fall on the same message.
+        Thresholds are spread from 1 to 2 times ``nbytes`` so that the
+        wake-ups do not all fall on the same message.
         Returns the number of sockets changed.
         """
         changed = 0
@@ -201,7 +201,7 @@ class Worker:
                 continue
             sock = client.transport.get_extra_info("socket")
             if sock is not None:
-                lowat = nbytes * (2 * (changed % 8) + 2) // 9 if nbytes > 1 else 1
+                lowat = nbytes + nbytes * (changed % 8) // 8 if nbytes > 1 else 1
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, lowat))
                     changed += 1
