@@ -9,6 +9,16 @@ one loop iteration are coalesced and written with a single ``write`` in
 `flush`, which runs via ``call_soon`` after the callbacks already ready, so a
 burst of messages costs each member one syscall instead of one per message.
 
+A broadcast that is the first thing queued in a loop iteration (the common
+case at a steady message rate) is not queued per member at all: it is kept
+as one pending *cast* (room, frame) and written to the room's members by
+`flush` in one batch. The cast is expanded into per-member queues, exactly as
+if it had been queued member by member, as soon as anything else could be
+ordered against it: a second broadcast, or a frame queued to one member (the
+publisher's ack pulls in just that member). Joins and leaves in the same
+iteration adjust it, so each member gets the frames of its rooms in order,
+the ones broadcast while it was a member, once.
+
 Slow consumers: a peer's queued bytes (this iteration's plus what its socket
 had not taken at the last write) may not exceed ``send_buffer_limit``; past
 it the peer is dropped (4001), so memory stays bounded however many clients
@@ -20,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,6 +62,19 @@ class HubCounters:
     closed_for_rate: int = 0
     ephemeral_skipped: int = 0
     published: int = 0
+
+
+class _Cast:
+    """One broadcast not yet expanded into per-member queues (see the module docstring)."""
+
+    __slots__ = ("room", "frame", "members", "skip")
+
+    def __init__(self, room: str, frame: bytes, members: dict[str, Peer], skip: set[str]) -> None:
+        self.room = room
+        self.frame = frame
+        self.members = members  # the room's live member dict: who is a member at the flush
+        self.skip = skip  # client_ids that must not get it here (excluded, joined since, or
+        # given the frame in their own queue already)
 
 
 def _call_soon(callback: Callable[[], None]) -> Any:
@@ -92,6 +115,7 @@ class Hub:
         self.counters = HubCounters()
         self._per_ip: dict[str, int] = {}  # client address -> open connections
         self._dirty: list[Peer] = []  # peers with frames queued this iteration
+        self._cast: _Cast | None = None  # a broadcast queued to a whole room at once
         self._doomed: list[Peer] = []  # slow consumers to disconnect at the next flush
         self._flush_scheduled = False
         self._next_ping = 0.0
@@ -158,6 +182,8 @@ class Hub:
 
     def flush_peer(self, peer: Peer) -> None:
         """Write what is queued to ``peer`` now: due before a close frame."""
+        if self._cast is not None:
+            self._take_cast(peer)
         out = peer.out
         if out:
             peer.out = None
@@ -226,6 +252,9 @@ class Hub:
             )
         snapshot = self.broker.join(room, peer.member)
         if room not in peer.rooms:
+            cast = self._cast
+            if cast is not None and cast.room == room:
+                cast.skip.add(peer.client_id)  # broadcast before it joined: not for it
             self.rooms.setdefault(room, {})[peer.client_id] = peer
             peer.rooms.add(room)
         self.send(
@@ -257,6 +286,9 @@ class Hub:
         self.send(peer, protocol.encode({"type": "left", "room": command.room}))
 
     def _leave_room(self, peer: Peer, room: str) -> None:
+        cast = self._cast
+        if cast is not None and cast.room == room and not peer.closed:
+            self._take_cast(peer)  # broadcast while it was a member: still for it
         members = self.rooms.get(room)
         if members is not None:  # a doomed slow consumer was taken out already
             members.pop(peer.client_id, None)
@@ -287,20 +319,36 @@ class Hub:
     # -- fan-out ----------------------------------------------------------------
 
     def _deliver(self, room: str, frame: bytes, exclude: str | None, lossy: bool) -> None:
-        """Queue ``frame`` to every local member of ``room`` (the broker's callback).
-
-        This loop is the hot path of the server: it does no encoding, no
-        syscalls and no allocation per member beyond a list append.
-        """
+        """Queue ``frame`` to every local member of ``room`` (the broker's callback)."""
         members = self.rooms.get(room)
         if not members:
             return
+        if self._cast is not None:
+            self._expand_cast()
+        elif not lossy and not self._dirty and len(frame) <= self.settings.send_buffer_limit:
+            # Nothing else is queued: keep it whole until the flush (or until
+            # something must be ordered against it).
+            self._cast = _Cast(room, frame, members, set() if exclude is None else {exclude})
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._schedule(self.flush)
+            return
+        self._queue_to_all(members.values(), frame, lossy)
+        if exclude is not None:
+            self._unqueue_last(members.get(exclude), frame)
+
+    def _queue_to_all(self, peers: Iterable[Peer], frame: bytes, lossy: bool) -> None:
+        """Append ``frame`` to each peer's queue, dropping those it takes over the limit.
+
+        This loop is the hot path of bursts: it does no encoding, no syscalls
+        and no allocation per member beyond a list append.
+        """
         size = len(frame)
         limit = self.settings.send_buffer_limit
         lossy_threshold = self.settings.lossy_threshold if lossy else limit
         dirty = self._dirty
         slow: list[Peer] | None = None
-        for peer in members.values():
+        for peer in peers:
             if lossy and peer.pending + peer.backlog > lossy_threshold:
                 # The cached backlog may be stale: ask the socket before skipping.
                 peer.backlog = peer.transport.backlog()
@@ -317,13 +365,55 @@ class Hub:
             if peer.pending + peer.backlog > limit:
                 slow = slow or []
                 slow.append(peer)
-        if exclude is not None:
-            self._unqueue_last(members.get(exclude), frame)
         if not self._flush_scheduled and dirty:
             self._flush_scheduled = True
             self._schedule(self.flush)
         if slow:
             for peer in slow:
+                self._drop_slow(peer)
+
+    def _expand_cast(self) -> None:
+        """Turn the pending cast into per-member queues (something must follow it)."""
+        cast, self._cast = self._cast, None
+        if cast is not None:
+            skip = cast.skip
+            peers = cast.members.values()
+            self._queue_to_all(
+                [p for p in peers if p.client_id not in skip] if skip else list(peers),
+                cast.frame,
+                False,
+            )
+
+    def _take_cast(self, peer: Peer) -> None:
+        """Queue the pending cast to ``peer`` alone, ahead of what comes next for it."""
+        cast = self._cast
+        if (
+            cast is not None
+            and cast.members.get(peer.client_id) is peer
+            and peer.client_id not in cast.skip
+        ):
+            cast.skip.add(peer.client_id)
+            self._queue_to_all((peer,), cast.frame, False)
+
+    def _flush_cast(self, cast: _Cast) -> None:
+        """Write the cast to its members in one batch; members with a backlog
+        get it through their queues, behind what their socket still holds."""
+        skip = cast.skip
+        peers = (
+            [p for p in cast.members.values() if p.client_id not in skip]
+            if skip
+            else list(cast.members.values())
+        )
+        ready = [p for p in peers if not p.backlog]
+        if len(ready) != len(peers):
+            self._queue_to_all([p for p in peers if p.backlog], cast.frame, False)
+        if not ready:
+            return
+        limit = self.settings.send_buffer_limit
+        for i, backlog in self.write_batch(ready, [cast.frame] * len(ready)):
+            peer = ready[i]
+            peer.backlog = backlog
+            if backlog > limit:
                 self._drop_slow(peer)
 
     @staticmethod
@@ -338,6 +428,8 @@ class Hub:
         """Queue ``frame`` to one peer, in order with everything else it is sent."""
         if peer.closed:
             return
+        if self._cast is not None:
+            self._take_cast(peer)
         out = peer.out
         if out is None:
             peer.out = [frame]
@@ -359,6 +451,9 @@ class Hub:
             for peer in doomed:
                 self.unregister(peer)
                 peer.transport.close(CLOSE_SLOW_CONSUMER, "slow consumer", True)
+        cast, self._cast = self._cast, None
+        if cast is not None:
+            self._flush_cast(cast)  # first: the biggest batch, and latency counts
         dirty, self._dirty = self._dirty, []
         peers: list[Peer] = []
         datas: list[bytes] = []
@@ -436,6 +531,7 @@ class Hub:
             "rooms": len(self.rooms),
             "memberships": sum(len(m) for m in self.rooms.values()),
             "queued_peers": len(self._dirty),
+            "cast_pending": int(self._cast is not None),
             "pending_callbacks": int(self._flush_scheduled) + len(self._doomed),
             "per_ip_entries": len(self._per_ip),
             **self.broker.stats(),

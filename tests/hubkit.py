@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from hub.broker import Broker
 from hub.hub import Hub
 from hub.peer import HUB, Peer
 from hub.settings import HubSettings
@@ -69,11 +70,12 @@ class RecordingTransport:
 class HandHub:
     """A `Hub` whose loop iterations and clock are steps of the test."""
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, broker: Broker | None = None, **settings: Any) -> None:
         self.now = 1000.0
         self.callbacks: list[Callable[[], None]] = []
         self.hub = Hub(
             HubSettings(**settings),
+            broker=broker,
             clock=lambda: self.now,
             schedule=lambda cb: self.callbacks.append(cb),
         )

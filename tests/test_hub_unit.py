@@ -3,6 +3,8 @@ publish, acks, resume, coalescing, slow consumers, heartbeats, limits."""
 
 import json
 
+from hub import protocol
+from hub.broker import MemoryBroker, RoomSnapshot
 from hub.hub import CLOSE_PING_TIMEOUT, CLOSE_POLICY, CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN_LATER
 from hub.peer import ECHO, Peer
 from tests.hubkit import HandHub, RecordingTransport
@@ -147,8 +149,145 @@ def test_a_broadcast_frame_is_encoded_once_and_shared() -> None:
         hand.say(peer, type="join", room="r")
     hand.run()
     hand.hub.handle_text(peers[0], '{"type":"publish","room":"r","data":1}')
-    queued = [peer.out[-1] for peer in peers]
-    assert all(frame is queued[0] for frame in queued)
+    hand.run()  # alone in its loop iteration: written whole to the room
+    written = [peer.transport.writes[-1] for peer in peers]
+    assert all(frame is written[0] for frame in written)
+    hand.hub.handle_text(peers[0], '{"type":"publish","room":"r","data":2}')
+    hand.hub.handle_text(peers[0], '{"type":"publish","room":"r","data":3}')
+    queued = [peer.out for peer in peers]  # two in one iteration: queued per member
+    assert all(len(q) == 2 and q[0] is queued[0][0] and q[1] is queued[0][1] for q in queued)
+
+
+def test_a_lone_broadcast_is_one_cast_and_what_follows_keeps_its_order() -> None:
+    hand = HandHub()
+    ann, bob, cy = (hand.connect(name) for name in ("ann", "bob", "cy"))
+    for peer in (ann, bob, cy):
+        hand.say(peer, type="join", room="r")
+    for peer in (ann, bob, cy):
+        peer.transport.take()
+    hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": 1, "id": 7}))
+    assert hand.hub.stats()["cast_pending"] == 1
+    assert bob.out is None and ann.out is not None  # only the publisher, for its ack
+    hand.hub.send(bob, protocol.encode({"type": "note"}))  # pulls bob out of the cast
+    hand.run()
+    assert [m["type"] for m in ann.transport.take()] == ["message", "ack"]
+    assert [m["type"] for m in bob.transport.take()] == ["message", "note"]
+    assert [(m["type"], m["seq"]) for m in cy.transport.take()] == [("message", 1)]
+    assert hand.hub.stats()["cast_pending"] == 0
+
+
+def test_a_second_broadcast_in_the_iteration_expands_the_cast_in_order() -> None:
+    hand = HandHub()
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    for peer in (ann, bob):
+        hand.say(peer, type="join", room="r")
+    bob.transport.take()
+    for n in (1, 2):
+        hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": n}))
+    hand.run()
+    assert len(bob.transport.writes) == 1  # both frames in one write
+    assert [m["data"] for m in bob.transport.take()] == [1, 2]
+
+
+def test_joins_and_leaves_after_a_cast_see_exactly_what_was_sent_while_members() -> None:
+    hand = HandHub()
+    ann, bob, late = hand.connect("ann"), hand.connect("bob"), hand.connect("late")
+    for peer in (ann, bob):
+        hand.say(peer, type="join", room="r")
+    for peer in (ann, bob):
+        peer.transport.take()
+    hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "before"}))
+    hand.hub.handle_text(late, json.dumps({"type": "join", "room": "r"}))  # same iteration
+    hand.hub.handle_text(bob, json.dumps({"type": "leave", "room": "r"}))
+    hand.run()
+    got_late = late.transport.take()
+    # Nothing from before it joined (joined says seq 1 is past), then bob leaving.
+    assert [(m["type"], m.get("event")) for m in got_late] == [
+        ("joined", None),
+        ("presence", "leave"),
+    ]
+    assert got_late[0]["seq"] == 1
+    assert [m["type"] for m in bob.transport.take()] == ["message", "presence", "left"]
+    assert [m["type"] for m in ann.transport.take()] == ["message", "presence", "presence"]
+
+
+def test_a_member_leaving_right_after_a_cast_still_gets_it() -> None:
+    hand = HandHub()
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    for peer in (ann, bob):
+        hand.say(peer, type="join", room="r")
+    bob.transport.take()
+    hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "bye"}))
+    hand.hub.handle_text(bob, json.dumps({"type": "leave", "room": "r"}))
+    hand.run()
+    assert [m["type"] for m in bob.transport.take()] == ["message", "left"]
+
+
+class PresenceLaterBroker(MemoryBroker):
+    """Announces joins later, as a broker in another process would (never, here)."""
+
+    def join(self, room: str, member: dict[str, str]) -> RoomSnapshot:
+        deliver, self._deliver = self._deliver, lambda *args: None
+        try:
+            return super().join(room, member)
+        finally:
+            self._deliver = deliver
+
+
+def test_a_member_joining_right_after_a_cast_does_not_get_it() -> None:
+    hand = HandHub(broker=PresenceLaterBroker(100, 300.0))
+    ann, bob, late = hand.connect("ann"), hand.connect("bob"), hand.connect("late")
+    for peer in (ann, bob):
+        hand.say(peer, type="join", room="r")
+    bob.transport.take()
+    hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "before"}))
+    hand.hub.handle_text(late, json.dumps({"type": "join", "room": "r"}))
+    hand.run()
+    assert [m["type"] for m in late.transport.take()] == ["joined"]
+    assert [m["data"] for m in bob.transport.take()] == ["before"]
+
+
+def test_acks_keep_their_place_when_a_cast_is_expanded() -> None:
+    hand = HandHub()
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    for peer in (ann, bob):
+        hand.say(peer, type="join", room="r")
+    ann.transport.take()
+    for n in (1, 2):
+        hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": n, "id": n}))
+    hand.run()
+    got = [(m["type"], m.get("seq")) for m in ann.transport.take()]
+    assert got == [("message", 1), ("ack", 1), ("message", 2), ("ack", 2)]
+
+
+def test_a_member_closed_after_a_cast_gets_it_before_the_close_frame() -> None:
+    hand = HandHub()
+    ann, bob = hand.connect("ann"), hand.connect("bob")
+    for peer in (ann, bob):
+        hand.say(peer, type="join", room="r")
+    bob.transport.take()
+    hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "last"}))
+    hand.hub.disconnect(bob, 1001, "going away")
+    assert [m["data"] for m in bob.transport.take()] == ["last"]
+    assert bob.transport.closed_with == (1001, "going away", False)
+    hand.run()
+    assert bob.transport.writes == []
+
+
+def test_a_cast_reaches_a_member_with_a_backlog_through_its_queue_and_drops_it_at_the_limit() -> (
+    None
+):
+    hand = HandHub(send_buffer_limit=2000, rate_limit=0)
+    ann, bob, stuck = hand.connect("ann"), hand.connect("bob"), hand.connect("stuck")
+    for peer in (ann, bob, stuck):
+        hand.say(peer, type="join", room="r")
+    stuck.transport.stuck = True
+    for n in range(40):  # one per iteration: every broadcast is a cast
+        hand.say(ann, type="publish", room="r", data=f"{n:03d}" + "x" * 97)
+        assert stuck.transport.queued <= 2000 + 200
+    assert stuck.transport.closed_with == (CLOSE_SLOW_CONSUMER, "slow consumer", True)
+    got = [m["seq"] for m in bob.transport.take() if m["type"] == "message"]
+    assert got == list(range(1, 41))
 
 
 def test_slow_consumer_is_dropped_and_the_others_keep_receiving() -> None:
