@@ -49,6 +49,11 @@ CLOSE_SLOW_CONSUMER = 4001
 
 Schedule = Callable[[Callable[[], None]], Any]
 
+BATCH_BYTES = 1 << 20
+"""Joined bytes `Hub.flush` holds at once before handing them to the writer: a
+burst to a big room would otherwise keep every member's frames alive together
+(1,000 members × 18 KB in one iteration is 18 MB)."""
+
 
 @dataclass(slots=True)
 class HubCounters:
@@ -407,14 +412,8 @@ class Hub:
         ready = [p for p in peers if not p.backlog]
         if len(ready) != len(peers):
             self._queue_to_all([p for p in peers if p.backlog], cast.frame, False)
-        if not ready:
-            return
-        limit = self.settings.send_buffer_limit
-        for i, backlog in self.write_batch(ready, [cast.frame] * len(ready)):
-            peer = ready[i]
-            peer.backlog = backlog
-            if backlog > limit:
-                self._drop_slow(peer)
+        if ready:
+            self._write(ready, [cast.frame] * len(ready), self.settings.send_buffer_limit)
 
     @staticmethod
     def _unqueue_last(peer: Peer | None, frame: bytes) -> None:
@@ -455,20 +454,28 @@ class Hub:
         if cast is not None:
             self._flush_cast(cast)  # first: the biggest batch, and latency counts
         dirty, self._dirty = self._dirty, []
+        limit = self.settings.send_buffer_limit
         peers: list[Peer] = []
         datas: list[bytes] = []
+        held = 0
         for peer in dirty:  # runs once per member per iteration
             out = peer.out
             peer.out = None
             if not out:
                 continue  # flushed early (`flush_peer`) or dropped
+            held += peer.pending
             peer.pending = 0
             peer.backlog = 0
             peers.append(peer)
             datas.append(out[0] if len(out) == 1 else b"".join(out))
-        if not peers:
-            return
-        limit = self.settings.send_buffer_limit
+            if held >= BATCH_BYTES:
+                self._write(peers, datas, limit)
+                peers, datas, held = [], [], 0
+        if peers:
+            self._write(peers, datas, limit)
+
+    def _write(self, peers: list[Peer], datas: list[bytes], limit: int) -> None:
+        """One `write_batch` call; drop the peers it leaves over ``limit``."""
         for i, backlog in self.write_batch(peers, datas):
             peer = peers[i]
             peer.backlog = backlog

@@ -5,7 +5,13 @@ import json
 
 from hub import protocol
 from hub.broker import MemoryBroker, RoomSnapshot
-from hub.hub import CLOSE_PING_TIMEOUT, CLOSE_POLICY, CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN_LATER
+from hub.hub import (
+    BATCH_BYTES,
+    CLOSE_PING_TIMEOUT,
+    CLOSE_POLICY,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TRY_AGAIN_LATER,
+)
 from hub.peer import ECHO, Peer
 from tests.hubkit import HandHub, RecordingTransport
 
@@ -288,6 +294,34 @@ def test_a_cast_reaches_a_member_with_a_backlog_through_its_queue_and_drops_it_a
     assert stuck.transport.closed_with == (CLOSE_SLOW_CONSUMER, "slow consumer", True)
     got = [m["seq"] for m in bob.transport.take() if m["type"] == "message"]
     assert got == list(range(1, 41))
+
+
+def test_a_big_flush_is_written_in_batches_of_bounded_size() -> None:
+    hand = HandHub(rate_limit=0)
+    held: list[int] = []
+    write_each = hand.hub.write_batch
+
+    def recording(peers: list[Peer], datas: list[bytes]) -> list[tuple[int, int]]:
+        held.append(sum(map(len, datas)))
+        return write_each(peers, datas)
+
+    hand.hub.write_batch = recording
+    members = [hand.connect(f"m{i}") for i in range(300)]
+    for peer in members:
+        hand.say(peer, type="join", room="r")
+    for peer in members:
+        peer.transport.take()
+    held.clear()
+    for n in range(10):  # ten 1 KB broadcasts in one iteration: 10 KB per member
+        hand.hub.handle_text(
+            members[0], json.dumps({"type": "publish", "room": "r", "data": "z" * 1000 + str(n)})
+        )
+    hand.run()
+    assert sum(held) > 3 * BATCH_BYTES and len(held) >= 4  # ~3.2 MB: several batches
+    assert max(held) <= BATCH_BYTES + 11_000  # a batch stops once it holds the limit
+    assert all(
+        len([m for m in p.transport.take() if m["type"] == "message"]) == 10 for p in members
+    )
 
 
 def test_slow_consumer_is_dropped_and_the_others_keep_receiving() -> None:
