@@ -278,7 +278,7 @@ async def fanout(
                 "subscribe",
                 subscribers,
                 room=room,
-                probe_every=max(1, (subscribers - stuck) // 1000),
+                probe_every=max(1, (subscribers - stuck) // 250),
                 stuck=stuck,
             )
         )

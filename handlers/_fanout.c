@@ -51,6 +51,9 @@ run_job(job_t *job)
         Py_ssize_t end = start + CHUNK < job->n ? start + CHUNK : job->n;
         for (Py_ssize_t i = start; i < end; i++) {
             item_t *it = &job->items[i];
+            if (it->fd < 0) {
+                continue; /* -1: not ours to send to; reported as 0 bytes sent */
+            }
             ssize_t sent;
             do {
                 sent = send(it->fd, it->buf, (size_t)it->len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -70,8 +73,9 @@ thread_main(void *arg)
 PyDoc_STRVAR(send_many_doc,
 "send_many(fds, datas, threads=1) -> list[tuple[int, int]]\n\n"
 "Send datas[i] on socket fds[i] for every i, non-blocking, with the GIL\n"
-"released, on up to `threads` threads. Returns (i, result) for each item not\n"
-"sent in full: result is the number of bytes sent (possibly 0), or -errno.");
+"released, on up to `threads` threads; an fd of -1 is skipped. Returns (i,\n"
+"result) for each item not sent in full: result is the number of bytes sent\n"
+"(0 for a skipped item), or -errno.");
 
 static PyObject *
 send_many(PyObject *self, PyObject *args)
@@ -108,7 +112,7 @@ send_many(PyObject *self, PyObject *args)
         if (fd == -1 && PyErr_Occurred()) {
             goto done;
         }
-        if (fd < 0 || fd > INT_MAX) {
+        if (fd < -1 || fd > INT_MAX) {
             PyErr_Format(PyExc_ValueError, "bad file descriptor %ld", fd);
             goto done;
         }

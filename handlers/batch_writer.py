@@ -57,26 +57,13 @@ class DirectBatchWriter:
     def __call__(self, peers: list[Peer], datas: list[bytes]) -> list[tuple[int, int]]:
         if len(peers) < SMALL_BATCH:
             return write_each(peers, datas)
+        # fd -1 (Tornado's stream, a backlog, closing) is skipped by send_many and
+        # comes back as "0 bytes sent": its transport then writes it all.
+        fds = [peer.transport.fd for peer in peers]
         left: list[tuple[int, int]] = []
-        fds: list[int] = []
-        direct: list[int] = []  # index into peers of each fds entry
-        for i, peer in enumerate(peers):
-            transport = peer.transport
-            fd = transport.fd
-            if fd >= 0:
-                fds.append(fd)
-                direct.append(i)
-            else:
-                backlog = transport.write(datas[i])
-                if backlog:
-                    left.append((i, backlog))
-        if not fds:
-            return left
-        sent_datas = datas if len(fds) == len(peers) else [datas[i] for i in direct]
-        for j, sent in send_many(fds, sent_datas, self.threads):
+        for i, sent in send_many(fds, datas, self.threads):
             # Not all taken (or an error, which the transport meets again and reports).
-            i = direct[j]
-            data = sent_datas[j]
+            data = datas[i]
             backlog = peers[i].transport.write(data[sent:] if sent > 0 else data)
             if backlog:
                 left.append((i, backlog))

@@ -75,7 +75,8 @@ def test_send_many_reports_partial_refused_and_failed_items() -> None:
         assert 0 < partial < len(big)  # what the kernel took
         assert dict(left)[2] == -errno.ENOTSOCK
         assert send_many(fds[:1], [b"more"]) == [(0, -errno.EAGAIN)]  # still full
-        assert recv_exactly(fine_theirs, 4) == b"fine"
+        assert send_many([-1, fine_ours.fileno()], [b"skip", b"!"]) == [(0, 0)]  # -1: skipped
+        assert recv_exactly(fine_theirs, 5) == b"fine!"
     finally:
         os.close(not_a_socket)
         for sock in (full_ours, full_theirs, fine_ours, fine_theirs):
@@ -90,7 +91,7 @@ def test_send_many_rejects_bad_arguments_before_sending_anything() -> None:
         with pytest.raises(ValueError, match="differ in length"):
             send_many([ours.fileno()], [b"a", b"b"])
         with pytest.raises(ValueError, match="bad file descriptor"):
-            send_many([ours.fileno(), -1], [b"a", b"b"])
+            send_many([ours.fileno(), -2], [b"a", b"b"])
         theirs.setblocking(False)
         with pytest.raises(BlockingIOError):
             theirs.recv(1)  # the valid first item of each call was not sent either
