@@ -21,7 +21,7 @@ from tornado.httpserver import HTTPServer
 from tornado.options import define, options, parse_command_line, parse_config_file
 
 from handlers.base import origin_key
-from handlers.batch_writer import default_threads, make_batch_writer
+from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
 from handlers.diagnostics import install_error_counter
 from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
@@ -190,11 +190,12 @@ async def serve() -> None:
     heartbeat.start()
     host, port = sockets[0].getsockname()[:2]
     log.info(
-        "WebSocket hub listening on http://%s:%d/ (max_connections=%d, open-file limit %d)",
+        "WebSocket hub listening on http://%s:%d/ (max_connections=%d, open-file limit %d, %s)",
         host,
         port,
         hub.settings.max_connections,
         fd_limit,
+        describe_writer(hub.write_batch),
     )
 
     stopping = asyncio.Event()

@@ -46,6 +46,13 @@ def make_batch_writer(threads: int) -> BatchWrite:
     return DirectBatchWriter(threads)
 
 
+def describe_writer(writer: BatchWrite) -> str:
+    """For the start-up log line: how fan-out writes are made."""
+    if isinstance(writer, DirectBatchWriter):
+        return f"fan-out sends on {writer.threads} thread(s) without the GIL"
+    return "fan-out sends through the event loop's transports"
+
+
 class DirectBatchWriter:
     """Direct sends without the GIL where the socket allows, transports elsewhere."""
 

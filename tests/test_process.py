@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 import server as server_module
+from handlers import batch_writer
 from tests.hostile.proc import HubProcess
 from tests.hostile.wire import Wire
 from tests.support import JsonClient
@@ -57,6 +58,8 @@ def test_healthz_and_pages_are_served(proc) -> None:
         body = json.loads(response.read())
     assert body["status"] == "ok" and body["connections"] == 0
     assert "listening on http://127.0.0.1:" in proc.log()
+    if batch_writer.send_many is not None:  # the C helper is built: the server uses it
+        assert f"fan-out sends on {batch_writer.default_threads()} thread(s)" in proc.log()
 
 
 def test_config_file_is_read_and_flags_override_it(tmp_path, restore_options) -> None:
