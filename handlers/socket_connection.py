@@ -95,7 +95,8 @@ class SocketConnection(asyncio.Protocol):
         SocketConnection.open_sockets += 1
         transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        # Direct sends only on a plain socket: under TLS they would bypass the encryption.
+        if sock is not None and transport.get_extra_info("sslcontext") is None:
             self._socket_fd = sock.fileno()
             if not self._close_sent:
                 self.fd = self._socket_fd

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from handlers.batch_writer import DirectBatchWriter, make_batch_writer, send_many
+from handlers.batch_writer import SMALL_BATCH, DirectBatchWriter, make_batch_writer, send_many
 from handlers.socket_connection import SocketConnection
 from hub.hub import write_each
 from hub.peer import Peer
@@ -167,5 +170,41 @@ def test_a_stuck_reader_moves_to_its_transport_and_every_byte_keeps_its_order(
         for client in clients:
             client.close()
         await eventually(lambda: all(c.fd == -1 for c in connections))
+
+    run_on(loop_name, scenario)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_a_tls_connection_is_never_written_to_directly(loop_name: str, tmp_path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+    async def scenario() -> None:
+        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_tls.load_cert_chain(cert, key)
+        client_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client_tls.load_verify_locations(cert)
+        client_tls.check_hostname = False
+        connection = SocketConnection(RecordingHandler(), 1024)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: connection, "127.0.0.1", 0, ssl=server_tls)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls)
+        await eventually(lambda: connection.transport is not None)
+        assert connection.fd == -1  # a direct send would bypass the encryption
+        # SMALL_BATCH entries (the same peer) so that the writer takes its direct path.
+        chunks = [b"%d;" % i for i in range(SMALL_BATCH)]
+        DirectBatchWriter(threads=2)([Peer("p", None, connection)] * SMALL_BATCH, chunks)
+        want = b"".join(chunks)
+        assert await asyncio.wait_for(reader.readexactly(len(want)), 5) == want
+        writer.close()
+        server.close()
 
     run_on(loop_name, scenario)
