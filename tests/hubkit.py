@@ -97,6 +97,16 @@ class HandHub:
         peer.transport.take()  # the welcome
         return peer
 
+    def members(self, room: str, *names: str) -> list[Peer]:
+        """Connect ``names``, join them to ``room`` in that order, and forget what
+        they were sent on the way (welcome, joined, presence)."""
+        peers = [self.connect(name) for name in names]
+        for peer in peers:
+            self.say(peer, type="join", room=room)
+        for peer in peers:
+            peer.transport.take()
+        return peers
+
     def say(self, peer: Peer, **message: Any) -> list[dict[str, Any]]:
         """Send one message as ``peer``, run the loop, return what ``peer`` got."""
         self.hub.handle_text(peer, json.dumps(message))

@@ -47,10 +47,8 @@ def test_joining_twice_answers_joined_without_a_second_presence() -> None:
 
 def test_publish_reaches_every_member_with_consecutive_seqs_and_acks() -> None:
     hand = HandHub()
-    ann, bob, eve = hand.connect("ann"), hand.connect("bob"), hand.connect("eve")
-    for peer in (ann, bob):
-        hand.say(peer, type="join", room="r")
-    ann.transport.take()
+    ann, bob = hand.members("r", "ann", "bob")
+    eve = hand.connect("eve")
     got = hand.say(bob, type="publish", room="r", data={"n": 1}, id="a")
     got += hand.say(bob, type="publish", room="r", data={"n": 2})
     assert [m["type"] for m in got] == ["message", "ack", "message"]
@@ -135,11 +133,7 @@ def test_empty_room_is_forgotten_but_history_outlives_it_until_the_ttl() -> None
 
 def test_a_burst_is_coalesced_into_one_write_per_member() -> None:
     hand = HandHub()
-    peers = [hand.connect(f"p{i}") for i in range(3)]
-    for peer in peers:
-        hand.say(peer, type="join", room="r")
-    for peer in peers:
-        peer.transport.take()
+    peers = hand.members("r", "p0", "p1", "p2")
     for n in range(10):
         hand.hub.handle_text(peers[0], json.dumps({"type": "publish", "room": "r", "data": n}))
     hand.run()
@@ -150,10 +144,7 @@ def test_a_burst_is_coalesced_into_one_write_per_member() -> None:
 
 def test_a_broadcast_frame_is_encoded_once_and_shared() -> None:
     hand = HandHub()
-    peers = [hand.connect(f"p{i}") for i in range(3)]
-    for peer in peers:
-        hand.say(peer, type="join", room="r")
-    hand.run()
+    peers = hand.members("r", "p0", "p1", "p2")
     hand.hub.handle_text(peers[0], '{"type":"publish","room":"r","data":1}')
     hand.run()  # alone in its loop iteration: written whole to the room
     written = [peer.transport.writes[-1] for peer in peers]
@@ -166,11 +157,7 @@ def test_a_broadcast_frame_is_encoded_once_and_shared() -> None:
 
 def test_a_lone_broadcast_is_one_cast_and_what_follows_keeps_its_order() -> None:
     hand = HandHub()
-    ann, bob, cy = (hand.connect(name) for name in ("ann", "bob", "cy"))
-    for peer in (ann, bob, cy):
-        hand.say(peer, type="join", room="r")
-    for peer in (ann, bob, cy):
-        peer.transport.take()
+    ann, bob, cy = hand.members("r", "ann", "bob", "cy")
     hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": 1, "id": 7}))
     assert hand.hub.stats()["cast_pending"] == 1
     assert bob.out is None and ann.out is not None  # only the publisher, for its ack
@@ -184,10 +171,7 @@ def test_a_lone_broadcast_is_one_cast_and_what_follows_keeps_its_order() -> None
 
 def test_a_second_broadcast_in_the_iteration_expands_the_cast_in_order() -> None:
     hand = HandHub()
-    ann, bob = hand.connect("ann"), hand.connect("bob")
-    for peer in (ann, bob):
-        hand.say(peer, type="join", room="r")
-    bob.transport.take()
+    ann, bob = hand.members("r", "ann", "bob")
     for n in (1, 2):
         hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": n}))
     hand.run()
@@ -197,11 +181,8 @@ def test_a_second_broadcast_in_the_iteration_expands_the_cast_in_order() -> None
 
 def test_joins_and_leaves_after_a_cast_see_exactly_what_was_sent_while_members() -> None:
     hand = HandHub()
-    ann, bob, late = hand.connect("ann"), hand.connect("bob"), hand.connect("late")
-    for peer in (ann, bob):
-        hand.say(peer, type="join", room="r")
-    for peer in (ann, bob):
-        peer.transport.take()
+    ann, bob = hand.members("r", "ann", "bob")
+    late = hand.connect("late")
     hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "before"}))
     hand.hub.handle_text(late, json.dumps({"type": "join", "room": "r"}))  # same iteration
     hand.hub.handle_text(bob, json.dumps({"type": "leave", "room": "r"}))
@@ -219,10 +200,7 @@ def test_joins_and_leaves_after_a_cast_see_exactly_what_was_sent_while_members()
 
 def test_a_member_leaving_right_after_a_cast_still_gets_it() -> None:
     hand = HandHub()
-    ann, bob = hand.connect("ann"), hand.connect("bob")
-    for peer in (ann, bob):
-        hand.say(peer, type="join", room="r")
-    bob.transport.take()
+    ann, bob = hand.members("r", "ann", "bob")
     hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "bye"}))
     hand.hub.handle_text(bob, json.dumps({"type": "leave", "room": "r"}))
     hand.run()
@@ -242,10 +220,8 @@ class PresenceLaterBroker(MemoryBroker):
 
 def test_a_member_joining_right_after_a_cast_does_not_get_it() -> None:
     hand = HandHub(broker=PresenceLaterBroker(100, 300.0))
-    ann, bob, late = hand.connect("ann"), hand.connect("bob"), hand.connect("late")
-    for peer in (ann, bob):
-        hand.say(peer, type="join", room="r")
-    bob.transport.take()
+    ann, bob = hand.members("r", "ann", "bob")
+    late = hand.connect("late")
     hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "before"}))
     hand.hub.handle_text(late, json.dumps({"type": "join", "room": "r"}))
     hand.run()
@@ -255,10 +231,7 @@ def test_a_member_joining_right_after_a_cast_does_not_get_it() -> None:
 
 def test_acks_keep_their_place_when_a_cast_is_expanded() -> None:
     hand = HandHub()
-    ann, bob = hand.connect("ann"), hand.connect("bob")
-    for peer in (ann, bob):
-        hand.say(peer, type="join", room="r")
-    ann.transport.take()
+    ann, bob = hand.members("r", "ann", "bob")
     for n in (1, 2):
         hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": n, "id": n}))
     hand.run()
@@ -268,10 +241,7 @@ def test_acks_keep_their_place_when_a_cast_is_expanded() -> None:
 
 def test_a_member_closed_after_a_cast_gets_it_before_the_close_frame() -> None:
     hand = HandHub()
-    ann, bob = hand.connect("ann"), hand.connect("bob")
-    for peer in (ann, bob):
-        hand.say(peer, type="join", room="r")
-    bob.transport.take()
+    ann, bob = hand.members("r", "ann", "bob")
     hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "last"}))
     hand.hub.disconnect(bob, 1001, "going away")
     assert [m["data"] for m in bob.transport.take()] == ["last"]
@@ -284,9 +254,7 @@ def test_a_cast_reaches_a_member_with_a_backlog_through_its_queue_and_drops_it_a
     None
 ):
     hand = HandHub(send_buffer_limit=2000, rate_limit=0)
-    ann, bob, stuck = hand.connect("ann"), hand.connect("bob"), hand.connect("stuck")
-    for peer in (ann, bob, stuck):
-        hand.say(peer, type="join", room="r")
+    ann, bob, stuck = hand.members("r", "ann", "bob", "stuck")
     stuck.transport.stuck = True
     for n in range(40):  # one per iteration: every broadcast is a cast
         hand.say(ann, type="publish", room="r", data=f"{n:03d}" + "x" * 97)
@@ -306,11 +274,7 @@ def test_a_big_flush_is_written_in_batches_of_bounded_size() -> None:
         return write_each(peers, datas)
 
     hand.hub.write_batch = recording
-    members = [hand.connect(f"m{i}") for i in range(300)]
-    for peer in members:
-        hand.say(peer, type="join", room="r")
-    for peer in members:
-        peer.transport.take()
+    members = hand.members("r", *(f"m{i}" for i in range(300)))
     held.clear()
     for n in range(10):  # ten 1 KB broadcasts in one iteration: 10 KB per member
         hand.hub.handle_text(
@@ -326,9 +290,7 @@ def test_a_big_flush_is_written_in_batches_of_bounded_size() -> None:
 
 def test_slow_consumer_is_dropped_and_the_others_keep_receiving() -> None:
     hand = HandHub(send_buffer_limit=4096, rate_limit=0)
-    ann, bob, stuck = hand.connect("ann"), hand.connect("bob"), hand.connect("stuck")
-    for peer in (ann, bob, stuck):
-        hand.say(peer, type="join", room="r")
+    ann, bob, stuck = hand.members("r", "ann", "bob", "stuck")
     stuck.transport.stuck = True
     for n in range(100):
         hand.say(ann, type="publish", room="r", data="x" * 100 + str(n))
@@ -342,10 +304,7 @@ def test_slow_consumer_is_dropped_and_the_others_keep_receiving() -> None:
 
 def test_a_single_burst_bigger_than_the_limit_drops_before_writing() -> None:
     hand = HandHub(send_buffer_limit=1000, rate_limit=0)
-    ann, bob = hand.connect("ann"), hand.connect("bob")
-    for peer in (ann, bob):
-        hand.say(peer, type="join", room="r")
-    bob.transport.take()
+    ann, bob = hand.members("r", "ann", "bob")
     for _ in range(20):
         hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "y" * 80}))
     assert bob.closed and ann.closed  # both queued > 1000 bytes within one iteration
@@ -355,10 +314,7 @@ def test_a_single_burst_bigger_than_the_limit_drops_before_writing() -> None:
 
 def test_heartbeat_pings_then_evicts_the_silent_with_presence_leave() -> None:
     hand = HandHub(ping_interval=10, ping_timeout=5)
-    ann, bob = hand.connect("ann"), hand.connect("bob")
-    for peer in (ann, bob):
-        hand.say(peer, type="join", room="r")
-    ann.transport.take()
+    ann, bob = hand.members("r", "ann", "bob")
     hand.hub.sweep()
     hand.run()
     assert (0x9, b"") in bob.transport.frames()
@@ -415,11 +371,7 @@ def test_rooms_per_connection_cap() -> None:
 
 def test_ephemeral_gets_no_seq_no_history_and_skips_filling_members() -> None:
     hand = HandHub(lossy_threshold=100)
-    ann, bob, busy = hand.connect("ann"), hand.connect("bob"), hand.connect("busy")
-    for peer in (ann, bob, busy):
-        hand.say(peer, type="join", room="r")
-    for peer in (ann, bob, busy):
-        peer.transport.take()
+    ann, bob, busy = hand.members("r", "ann", "bob", "busy")
     busy.transport.stuck, busy.transport.queued, busy.backlog = True, 500, 500
     got = hand.say(ann, type="publish", room="r", data={"x": 1}, ephemeral=True, id=1)
     assert got[0]["ephemeral"] is True and "seq" not in got[0]
