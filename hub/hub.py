@@ -81,6 +81,12 @@ class _Cast:
         self.skip = skip  # client_ids that must not get it here (excluded, joined since, or
         # given the frame in their own queue already)
 
+    def recipients(self) -> list[Peer]:
+        """The members it is still owed to."""
+        skip = self.skip
+        members = self.members.values()
+        return [p for p in members if p.client_id not in skip] if skip else list(members)
+
 
 def _call_soon(callback: Callable[[], None]) -> Any:
     return asyncio.get_running_loop().call_soon(callback)
@@ -381,13 +387,7 @@ class Hub:
         """Turn the pending cast into per-member queues (something must follow it)."""
         cast, self._cast = self._cast, None
         if cast is not None:
-            skip = cast.skip
-            peers = cast.members.values()
-            self._queue_to_all(
-                [p for p in peers if p.client_id not in skip] if skip else list(peers),
-                cast.frame,
-                False,
-            )
+            self._queue_to_all(cast.recipients(), cast.frame, False)
 
     def _take_cast(self, peer: Peer) -> None:
         """Queue the pending cast to ``peer`` alone, ahead of what comes next for it."""
@@ -403,12 +403,7 @@ class Hub:
     def _flush_cast(self, cast: _Cast) -> None:
         """Write the cast to its members in one batch; members with a backlog
         get it through their queues, behind what their socket still holds."""
-        skip = cast.skip
-        peers = (
-            [p for p in cast.members.values() if p.client_id not in skip]
-            if skip
-            else list(cast.members.values())
-        )
+        peers = cast.recipients()
         ready = [p for p in peers if not p.backlog]
         if len(ready) != len(peers):
             self._queue_to_all([p for p in peers if p.backlog], cast.frame, False)
