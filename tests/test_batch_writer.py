@@ -17,6 +17,7 @@ from handlers.batch_writer import SMALL_BATCH, DirectBatchWriter, make_batch_wri
 from handlers.socket_connection import SocketConnection
 from hub.hub import write_each
 from hub.peer import Peer
+from tests.support import wait_until
 from tests.test_socket_connection import RecordingHandler
 
 try:
@@ -121,14 +122,6 @@ async def open_connections(n: int) -> tuple[list[SocketConnection], list[socket.
     return connections, clients
 
 
-async def eventually(condition: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in 5 s")
-
-
 @pytest.mark.parametrize("loop_name", sorted(LOOPS))
 def test_a_stuck_reader_moves_to_its_transport_and_every_byte_keeps_its_order(
     loop_name: str,
@@ -163,13 +156,13 @@ def test_a_stuck_reader_moves_to_its_transport_and_every_byte_keeps_its_order(
         for client, want in zip(clients, expected, strict=True):
             got = await loop.run_in_executor(None, recv_exactly, client, len(want))
             assert got == want
-        await eventually(lambda: connections[0].fd >= 0)  # drained: direct sends again
+        await wait_until(lambda: connections[0].fd >= 0)  # drained: direct sends again
         assert connections[0].backlog() == 0
         connections[1].close(1000, "bye", abort=False)  # after a close frame: never direct
         assert connections[1].fd == -1
         for client in clients:
             client.close()
-        await eventually(lambda: all(c.fd == -1 for c in connections))
+        await wait_until(lambda: all(c.fd == -1 for c in connections))
 
     run_on(loop_name, scenario)
 
@@ -197,7 +190,7 @@ def test_a_tls_connection_is_never_written_to_directly(loop_name: str, tmp_path)
         server = await loop.create_server(lambda: connection, "127.0.0.1", 0, ssl=server_tls)
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls)
-        await eventually(lambda: connection.transport is not None)
+        await wait_until(lambda: connection.transport is not None)
         assert connection.fd == -1  # a direct send would bypass the encryption
         # SMALL_BATCH entries (the same peer) so that the writer takes its direct path.
         chunks = [b"%d;" % i for i in range(SMALL_BATCH)]
