@@ -73,9 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--read-batch",
         type=int,
-        default=8,
+        default=32,
         help="steady cases: counting subscribers are woken once about this many messages wait"
-        " (SO_RCVLOWAT), probes at every frame; 1 = every frame (default: 8)",
+        " (SO_RCVLOWAT), probes at every frame; 1 = every frame (default: 32)",
     )
     p.add_argument(
         "--perf",
