@@ -381,7 +381,7 @@ class Hub:
             else:
                 out.append(frame)
             peer.pending += size
-            if peer.pending + peer.backlog > limit:
+            if peer.pending + peer.backlog > limit and self._over_limit(peer):
                 slow = slow or []
                 slow.append(peer)
         if not self._flush_scheduled and dirty:
@@ -409,13 +409,14 @@ class Hub:
             self._queue_to_all((peer,), cast.frame, False)
 
     def _flush_cast(self, cast: _Cast) -> None:
-        """Write the cast to its members in one batch. A member whose socket
-        still holds bytes gets it behind them (its transport appends), and is
-        dropped by `_write` if that takes it over the limit, as a queued frame
-        would be."""
+        """Write the cast to its members in one batch; members with a backlog
+        get it through their queues, whose limit check comes before the write."""
         peers = cast.recipients()
-        if peers:
-            self._write(peers, [cast.frame] * len(peers), self.settings.send_buffer_limit)
+        ready = [p for p in peers if not p.backlog]
+        if len(ready) != len(peers):
+            self._queue_to_all([p for p in peers if p.backlog], cast.frame, False)
+        if ready:
+            self._write(ready, [cast.frame] * len(ready), self.settings.send_buffer_limit)
 
     @staticmethod
     def _unqueue_last(peer: Peer | None, frame: bytes) -> None:
@@ -441,8 +442,14 @@ class Hub:
         else:
             out.append(frame)
         peer.pending += len(frame)
-        if peer.pending + peer.backlog > self.settings.send_buffer_limit:
+        if peer.pending + peer.backlog > self.settings.send_buffer_limit and self._over_limit(peer):
             self._drop_slow(peer)
+
+    def _over_limit(self, peer: Peer) -> bool:
+        """Whether ``peer`` really holds more than the limit: its cached backlog
+        dates from its last write, and the socket may have drained since."""
+        peer.backlog = peer.transport.backlog()
+        return peer.pending + peer.backlog > self.settings.send_buffer_limit
 
     def flush(self) -> None:
         """Write each dirty peer's queued frames, joined, in one batch (`write_batch`)."""

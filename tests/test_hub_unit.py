@@ -256,7 +256,9 @@ def test_a_member_closed_after_a_cast_gets_it_before_the_close_frame() -> None:
     assert bob.transport.writes == []
 
 
-def test_a_cast_reaches_a_member_with_a_backlog_behind_it_and_drops_it_at_the_limit() -> None:
+def test_a_cast_reaches_a_member_with_a_backlog_through_its_queue_and_drops_it_at_the_limit() -> (
+    None
+):
     hand = HandHub(send_buffer_limit=2000, rate_limit=0)
     ann, bob, stuck = hand.members("r", "ann", "bob", "stuck")
     stuck.transport.stuck = True
@@ -266,6 +268,23 @@ def test_a_cast_reaches_a_member_with_a_backlog_behind_it_and_drops_it_at_the_li
     assert stuck.transport.closed_with == (CLOSE_SLOW_CONSUMER, "slow consumer", True)
     got = [m["seq"] for m in bob.transport.take() if m["type"] == "message"]
     assert got == list(range(1, 41))
+
+
+@pytest.mark.parametrize("burst", [False, True], ids=["cast", "queued"])
+def test_a_member_whose_socket_drained_since_its_last_write_is_not_dropped(burst: bool) -> None:
+    hand = HandHub(send_buffer_limit=2000, rate_limit=0)
+    ann, bob = hand.members("r", "ann", "bob")
+    bob.transport.stuck = True
+    hand.say(ann, type="publish", room="r", data="x" * 1500)
+    assert bob.backlog > 1500  # its socket took none of it
+    bob.transport.stuck, bob.transport.queued = False, 0  # drained, with nothing written since
+    for data in ("y" * 300, "z" * 300) if burst else ("y" * 600,):
+        hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": data}))
+    hand.run()  # the cached backlog plus these would pass the limit; the socket's would not
+    assert bob.transport.closed_with is None
+    got = [m["data"][0] for m in bob.transport.take() if m["type"] == "message"]
+    assert got == (["x", "y", "z"] if burst else ["x", "y"])
+    assert hand.hub.counters.slow_consumers_dropped == 0
 
 
 def test_a_big_flush_is_written_in_batches_of_bounded_size() -> None:
