@@ -368,12 +368,13 @@ class Hub:
         dirty = self._dirty
         slow: list[Peer] | None = None
         for peer in peers:
-            if lossy and peer.pending + peer.backlog > lossy_threshold:
-                # The cached backlog may be stale: ask the socket before skipping.
-                peer.backlog = peer.transport.backlog()
-                if peer.pending + peer.backlog > lossy_threshold:
-                    self.counters.ephemeral_skipped += 1
-                    continue
+            if (
+                lossy
+                and peer.pending + peer.backlog > lossy_threshold
+                and self._still_over(peer, lossy_threshold)
+            ):
+                self.counters.ephemeral_skipped += 1
+                continue
             out = peer.out
             if out is None:
                 peer.out = [frame]
@@ -381,7 +382,7 @@ class Hub:
             else:
                 out.append(frame)
             peer.pending += size
-            if peer.pending + peer.backlog > limit and self._over_limit(peer):
+            if peer.pending + peer.backlog > limit and self._still_over(peer, limit):
                 slow = slow or []
                 slow.append(peer)
         if not self._flush_scheduled and dirty:
@@ -442,14 +443,17 @@ class Hub:
         else:
             out.append(frame)
         peer.pending += len(frame)
-        if peer.pending + peer.backlog > self.settings.send_buffer_limit and self._over_limit(peer):
+        limit = self.settings.send_buffer_limit
+        if peer.pending + peer.backlog > limit and self._still_over(peer, limit):
             self._drop_slow(peer)
 
-    def _over_limit(self, peer: Peer) -> bool:
-        """Whether ``peer`` really holds more than the limit: its cached backlog
-        dates from its last write, and the socket may have drained since."""
+    @staticmethod
+    def _still_over(peer: Peer, threshold: int) -> bool:
+        """Whether ``peer`` really holds more than ``threshold`` bytes; asked only
+        once its cached backlog says so, as that dates from its last write and
+        the socket may have drained since."""
         peer.backlog = peer.transport.backlog()
-        return peer.pending + peer.backlog > self.settings.send_buffer_limit
+        return peer.pending + peer.backlog > threshold
 
     def flush(self) -> None:
         """Write each dirty peer's queued frames, joined, in one batch (`write_batch`)."""
