@@ -13,12 +13,13 @@ limit / 2, R rounds per thread count.
 from __future__ import annotations
 
 import argparse
-import resource
 import socket
 import statistics
 import time
 
 from handlers._fanout import send_many
+
+from bench.procstat import raise_nofile_limit
 
 
 def connect_pairs(n: int) -> tuple[list[socket.socket], list[socket.socket]]:
@@ -46,9 +47,7 @@ def main() -> None:
     parser.add_argument("connections", type=int, nargs="?", default=8000)
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    n = max(1, min(args.connections, (hard - 64) // 2))
+    n = max(1, min(args.connections, (raise_nofile_limit() - 64) // 2))
     rounds = max(1, min(args.rounds, 40))  # 40 × 180 B per socket stays far below its buffer
     ours, theirs = connect_pairs(n)
     try:
