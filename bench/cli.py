@@ -74,8 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--read-batch",
         type=int,
         default=32,
-        help="steady cases: counting subscribers are woken once about this many messages wait"
-        " (SO_RCVLOWAT), probes at every frame; 1 = every frame (default: 32)",
+        help="steady cases: counting subscribers are woken once this many payloads' worth of"
+        " bytes wait (SO_RCVLOWAT; a message frame is ~2x its payload, so about half as many"
+        " messages), probes at every frame; 1 = every frame (default: 32)",
     )
     p.add_argument(
         "--perf",

@@ -250,8 +250,9 @@ class Phase:
     window: int = 32
     rate: float | None = None  # messages/s; None = as fast as the window allows
     max_seconds: float = 60.0
-    # Paced phases: counting (non-probe) subscribers are woken once about this
-    # many messages wait (SO_RCVLOWAT); 1 = every frame. See Worker.set_rcvlowat.
+    # Paced phases: counting (non-probe) subscribers are woken once this many
+    # payloads' worth of bytes wait (SO_RCVLOWAT); 1 = every frame. See
+    # Worker.set_rcvlowat.
     read_batch: int = 1
 
 

@@ -190,7 +190,7 @@ class Worker:
         delivery (it shares the machine with the server), while probes still
         read, and time, every frame as it arrives. The server's work does not
         change: it sends each frame to each subscriber when it comes, and the
-        few hundred bytes waiting per socket are far below any window.
+        few KB waiting per socket are far below its receive buffer.
         Thresholds are spread from 1 to 2 times ``nbytes`` so that the
         wake-ups do not all fall on the same message.
         Returns the number of sockets changed.
@@ -203,7 +203,7 @@ class Worker:
             if sock is not None:
                 lowat = nbytes + nbytes * (changed % 8) // 8 if nbytes > 1 else 1
                 with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, lowat))
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
                     changed += 1
         return changed
 
