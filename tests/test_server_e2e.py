@@ -186,6 +186,48 @@ async def test_slow_consumer_is_dropped_and_memory_stays_bounded(
     stuck.close()
 
 
+async def test_a_reader_that_caught_up_is_not_dropped_for_its_old_backlog(make_server) -> None:
+    # The hub remembers a member's backlog from its last write. A reader that
+    # fell behind, then read everything, must be judged by its socket, not
+    # by that figure, when the next message comes.
+    limit = 256 * 1024
+    live = make_server(send_buffer_limit=limit, rate_limit=0)
+    ann = await live.connect("ann")
+    await ann.join("r")
+    lagger = await asyncio.to_thread(Wire, live.port, "/ws?name=lagger")
+    lagger.send('{"type":"join","room":"r"}')
+    await ann.expect("presence")
+    lag_peer = next(p for p in live.hub.peers.values() if p.name == "lagger")
+    payload = "q" * 32 * 1024
+
+    async def publish(n: int) -> None:  # one at a time: ann's ack follows its own copy
+        ann.send({"type": "publish", "room": "r", "data": payload, "id": n})
+        while (await ann.recv())["type"] != "ack":
+            pass
+
+    sent = 0
+    while lag_peer.backlog <= limit - 40 * 1024 and sent < 400:  # bounded: ~13 MB at most
+        await publish(sent)
+        sent += 1
+    assert not lag_peer.closed and lag_peer.backlog > limit - 40 * 1024
+
+    def read_messages(count: int) -> int:
+        got = 0
+        while got < count:
+            if json.loads(lagger.recv_data(10).payload)["type"] == "message":
+                got += 1
+        return got
+
+    assert await asyncio.to_thread(read_messages, sent) == sent
+    await wait_until(lambda: lag_peer.transport.backlog() == 0)
+    assert lag_peer.backlog > limit - 40 * 1024  # what the hub last saw: stale now
+    await publish(sent)
+    assert await asyncio.to_thread(read_messages, 1) == 1
+    assert not lag_peer.closed
+    assert (await health(live))["slow_consumers_dropped"] == 0
+    lagger.close()
+
+
 async def test_resume_after_a_drop_replays_exactly_what_was_missed(live: LiveServer) -> None:
     ann = await live.connect("ann")
     joined = await ann.join("r")
