@@ -1,6 +1,6 @@
 """The hub's batch writer: one loop iteration's frames to their sockets.
 
-`hub.Hub.flush` hands over every peer with something queued and the bytes
+`hub.outbox.Outbox.flush` hands over every peer with something queued and the bytes
 for it. Written one by one from Python, each ``send()`` holds the GIL, and on
 loopback about three quarters of its cost is kernel work, so a broadcast to
 10,000 members keeps one core busy for ~50 ms while the other idles. Here,
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 
-from hub.hub import write_each
+from hub.outbox import write_each
 from hub.peer import BatchWrite, Peer
 
 try:

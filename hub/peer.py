@@ -24,7 +24,7 @@ class Transport(Protocol):
 
 BatchWrite = Callable[[list["Peer"], list[bytes]], list[tuple[int, int]]]
 """Write ``datas[i]`` to ``peers[i]`` for each i; return (i, backlog) for the peers
-whose transports still hold unsent bytes afterwards (see `hub.hub.write_each`)."""
+whose transports still hold unsent bytes afterwards (see `hub.outbox.write_each`)."""
 
 
 HUB = "hub"

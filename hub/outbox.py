@@ -1,0 +1,332 @@
+"""The outbox: per-member queues, casts, the flush, the slow-consumer bound.
+
+The hub's rules decide *what* a member is sent; this module decides *how* it
+reaches the member's transport. State has one owner (the `Outbox`, on the
+IOLoop thread, owned by the `hub.hub.Hub`).
+
+Fan-out: a broadcast is encoded and framed once (by the broker) and the same
+``bytes`` object is queued to every member. Frames queued to one peer within
+one loop iteration are coalesced and written with a single ``write`` in
+`Outbox.flush`, which runs via ``call_soon`` after the callbacks already
+ready, so a burst of messages costs each member one syscall instead of one per
+message.
+
+A broadcast that is the first thing queued in a loop iteration (the common
+case at a steady message rate) is not queued per member at all: it is kept
+as one pending *cast* (room, frame) and written to the room's members by
+`flush` in one batch. The cast is expanded into per-member queues, exactly as
+if it had been queued member by member, as soon as anything else could be
+ordered against it: a second broadcast, or a frame queued to one member (the
+publisher's ack pulls in just that member). Joins and leaves in the same
+iteration adjust it (`joining`, `leaving`), so each member gets the frames of
+its rooms in order, the ones broadcast while it was a member, once.
+
+Slow consumers: a peer's queued bytes (this iteration's plus what its socket
+had not taken at the last write) may not exceed ``send_buffer_limit``; past
+it the peer is dropped (4001), so memory stays bounded however many clients
+stop reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from hub.peer import BatchWrite, Peer
+from hub.settings import HubSettings
+
+CLOSE_SLOW_CONSUMER = 4001
+
+Schedule = Callable[[Callable[[], None]], Any]
+
+BATCH_BYTES = 1 << 20
+"""Joined bytes `Outbox.flush` holds at once before handing them to the writer: a
+burst to a big room would otherwise keep every member's frames alive together
+(1,000 members × 18 KB in one iteration is 18 MB)."""
+
+
+class OutboxCounters(Protocol):
+    """The /healthz counters the outbox moves (the hub's `HubCounters`)."""
+
+    slow_consumers_dropped: int
+    ephemeral_skipped: int
+
+
+class _Cast:
+    """One broadcast not yet expanded into per-member queues (see the module docstring)."""
+
+    __slots__ = ("room", "frame", "members", "skip")
+
+    def __init__(self, room: str, frame: bytes, members: dict[str, Peer], skip: set[str]) -> None:
+        self.room = room
+        self.frame = frame
+        self.members = members  # the room's live member dict: who is a member at the flush
+        self.skip = skip  # client_ids that must not get it here (excluded, joined since, or
+        # given the frame in their own queue already)
+
+    def recipients(self) -> list[Peer]:
+        """The members it is still owed to, in the room's order."""
+        skip, members = self.skip, self.members
+        if not skip:
+            return list(members.values())
+        if len(skip) * 8 < len(members):
+            # Typically only the publisher, who took it with its ack: copying the
+            # dict and popping a few keys runs in C, testing every member does not.
+            kept = members.copy()
+            for client_id in skip:
+                kept.pop(client_id, None)
+            return list(kept.values())
+        return [p for p in members.values() if p.client_id not in skip]
+
+
+def write_each(peers: list[Peer], datas: list[bytes]) -> list[tuple[int, int]]:
+    """The plain batch writer: each peer's bytes through its transport."""
+    left = []
+    for i, peer in enumerate(peers):
+        backlog = peer.transport.write(datas[i])
+        if backlog:
+            left.append((i, backlog))
+    return left
+
+
+class Outbox:
+    """What is queued to every peer of one hub, and the writes that empty it."""
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        rooms: dict[str, dict[str, Peer]],
+        counters: OutboxCounters,
+        schedule: Schedule,
+        unregister: Callable[[Peer], None],
+        write_batch: BatchWrite = write_each,
+    ) -> None:
+        self.settings = settings
+        self.rooms = rooms  # the hub's room -> client_id -> member (read; slow ones removed)
+        self.counters = counters
+        self._schedule = schedule
+        self._unregister = unregister  # the hub forgets a dropped slow consumer
+        self.write_batch = write_batch  # the server installs handlers.batch_writer's
+        self._dirty: list[Peer] = []  # peers with frames queued this iteration
+        self._cast: _Cast | None = None  # a broadcast queued to a whole room at once
+        self._doomed: list[Peer] = []  # slow consumers to disconnect at the next flush
+        self._flush_scheduled = False
+
+    # -- queueing ----------------------------------------------------------------
+
+    def deliver(self, room: str, frame: bytes, exclude: str | None, lossy: bool) -> None:
+        """Queue ``frame`` to every local member of ``room`` (the broker's callback)."""
+        members = self.rooms.get(room)
+        if not members:
+            return
+        if self._cast is not None:
+            self._expand_cast()
+        elif not lossy and not self._dirty and len(frame) <= self.settings.send_buffer_limit:
+            # Nothing else is queued: keep it whole until the flush (or until
+            # something must be ordered against it).
+            self._cast = _Cast(room, frame, members, set() if exclude is None else {exclude})
+            self._schedule_flush()
+            return
+        self._queue_to_all(members.values(), frame, lossy)
+        if exclude is not None:
+            self._unqueue_last(members.get(exclude), frame)
+
+    def send(self, peer: Peer, frame: bytes) -> None:
+        """Queue ``frame`` to one peer, in order with everything else it is sent."""
+        if peer.closed:
+            return
+        if self._cast is not None:
+            self._take_cast(peer)
+        out = peer.out
+        if out is None:
+            peer.out = [frame]
+            self._dirty.append(peer)
+            self._schedule_flush()
+        else:
+            out.append(frame)
+        peer.pending += len(frame)
+        limit = self.settings.send_buffer_limit
+        if peer.pending + peer.backlog > limit and self._still_over(peer, limit):
+            self._drop_slow(peer)
+
+    def joining(self, peer: Peer, room: str) -> None:
+        """``peer`` joins ``room`` now: a broadcast pending there predates it."""
+        cast = self._cast
+        if cast is not None and cast.room == room:
+            cast.skip.add(peer.client_id)
+
+    def leaving(self, peer: Peer, room: str) -> None:
+        """``peer`` leaves ``room`` now: a broadcast pending there is still for it."""
+        cast = self._cast
+        if cast is not None and cast.room == room and not peer.closed:
+            self._take_cast(peer)
+
+    def _queue_to_all(self, peers: Iterable[Peer], frame: bytes, lossy: bool) -> None:
+        """Append ``frame`` to each peer's queue, dropping those it takes over the limit.
+
+        This loop is the hot path of bursts: it does no encoding, no syscalls
+        and no allocation per member beyond a list append.
+        """
+        size = len(frame)
+        limit = self.settings.send_buffer_limit
+        lossy_threshold = self.settings.lossy_threshold if lossy else limit
+        dirty = self._dirty
+        slow: list[Peer] | None = None
+        for peer in peers:
+            if (
+                lossy
+                and peer.pending + peer.backlog > lossy_threshold
+                and self._still_over(peer, lossy_threshold)
+            ):
+                self.counters.ephemeral_skipped += 1
+                continue
+            out = peer.out
+            if out is None:
+                peer.out = [frame]
+                dirty.append(peer)
+            else:
+                out.append(frame)
+            peer.pending += size
+            if peer.pending + peer.backlog > limit and self._still_over(peer, limit):
+                slow = slow or []
+                slow.append(peer)
+        if dirty:
+            self._schedule_flush()
+        if slow:
+            for peer in slow:
+                self._drop_slow(peer)
+
+    def _expand_cast(self) -> None:
+        """Turn the pending cast into per-member queues (something must follow it)."""
+        cast, self._cast = self._cast, None
+        if cast is not None:
+            self._queue_to_all(cast.recipients(), cast.frame, False)
+
+    def _take_cast(self, peer: Peer) -> None:
+        """Queue the pending cast to ``peer`` alone, ahead of what comes next for it."""
+        cast = self._cast
+        if (
+            cast is not None
+            and cast.members.get(peer.client_id) is peer
+            and peer.client_id not in cast.skip
+        ):
+            cast.skip.add(peer.client_id)
+            self._queue_to_all((peer,), cast.frame, False)
+
+    @staticmethod
+    def _unqueue_last(peer: Peer | None, frame: bytes) -> None:
+        """Take ``frame`` back from the peer it was not meant for (a presence
+        event about that peer itself); cheaper than testing every member."""
+        if peer is not None and peer.out and peer.out[-1] is frame:
+            peer.out.pop()
+            peer.pending -= len(frame)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._schedule(self.flush)
+
+    # -- writing -----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write each dirty peer's queued frames, joined, in one batch (`write_batch`)."""
+        self._flush_scheduled = False
+        if self._doomed:
+            doomed, self._doomed = self._doomed, []
+            for peer in doomed:
+                self._unregister(peer)
+                peer.transport.close(CLOSE_SLOW_CONSUMER, "slow consumer", True)
+        cast, self._cast = self._cast, None
+        if cast is not None:
+            self._flush_cast(cast)  # first: the biggest batch, and latency counts
+        dirty, self._dirty = self._dirty, []
+        limit = self.settings.send_buffer_limit
+        peers: list[Peer] = []
+        datas: list[bytes] = []
+        held = 0
+        for peer in dirty:  # runs once per member per iteration
+            out = peer.out
+            peer.out = None
+            if not out:
+                continue  # flushed early (`flush_peer`) or dropped
+            held += peer.pending
+            peer.pending = 0
+            peer.backlog = 0
+            peers.append(peer)
+            datas.append(out[0] if len(out) == 1 else b"".join(out))
+            if held >= BATCH_BYTES:
+                self._write(peers, datas, limit)
+                peers, datas, held = [], [], 0
+        if peers:
+            self._write(peers, datas, limit)
+
+    def flush_peer(self, peer: Peer) -> None:
+        """Write what is queued to ``peer`` now: due before a close frame."""
+        if self._cast is not None:
+            self._take_cast(peer)
+        out = peer.out
+        if out:
+            peer.out = None
+            peer.pending = 0
+            peer.backlog = peer.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _flush_cast(self, cast: _Cast) -> None:
+        """Write the cast to its members in one batch; members with a backlog
+        get it through their queues, whose limit check comes before the write."""
+        peers = cast.recipients()
+        ready = [p for p in peers if not p.backlog]
+        if len(ready) != len(peers):
+            self._queue_to_all([p for p in peers if p.backlog], cast.frame, False)
+        if ready:
+            self._write(ready, [cast.frame] * len(ready), self.settings.send_buffer_limit)
+
+    def _write(self, peers: list[Peer], datas: list[bytes], limit: int) -> None:
+        """One `write_batch` call; drop the peers it leaves over ``limit``."""
+        for i, backlog in self.write_batch(peers, datas):
+            peer = peers[i]
+            peer.backlog = backlog
+            if backlog > limit:
+                self._drop_slow(peer)
+
+    # -- the slow-consumer bound --------------------------------------------------
+
+    def note_backlog(self, peer: Peer) -> None:
+        """Re-check a peer written to outside `flush` (the compressed echo path)."""
+        peer.backlog = peer.transport.backlog()
+        if peer.backlog > self.settings.send_buffer_limit:
+            self._drop_slow(peer)
+
+    @staticmethod
+    def _still_over(peer: Peer, threshold: int) -> bool:
+        """Whether ``peer`` really holds more than ``threshold`` bytes; asked only
+        once its cached backlog says so, as that dates from its last write and
+        the socket may have drained since."""
+        peer.backlog = peer.transport.backlog()
+        return peer.pending + peer.backlog > threshold
+
+    def _drop_slow(self, peer: Peer) -> None:
+        """Stop queueing to ``peer`` now; disconnect it at the next flush.
+
+        Deferred because this runs inside a fan-out or a broker callback, where
+        leaving rooms (and announcing it) must not re-enter the broker.
+        """
+        if peer.closed:
+            return
+        peer.closed = True
+        peer.out = None
+        peer.pending = 0
+        for room in peer.rooms:  # no more fan-out to it (presence leave comes at the flush)
+            self.rooms[room].pop(peer.client_id, None)
+        self.counters.slow_consumers_dropped += 1
+        self._doomed.append(peer)
+        self._schedule_flush()
+
+    # -- introspection ------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """The outbox's share of /healthz."""
+        return {
+            "queued_peers": len(self._dirty),
+            "cast_pending": int(self._cast is not None),
+            "pending_callbacks": int(self._flush_scheduled) + len(self._doomed),
+        }
