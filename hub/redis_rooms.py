@@ -1,0 +1,208 @@
+"""Rooms' shared state in Redis: the key layout and one round trip per operation.
+
+This is the I/O half of the Redis broker: it knows Redis, not the hub. Key
+layout (``{room}`` is a hash tag, so one room's keys share a Cluster slot):
+
+=============================  ==============================================
+``wshub:{R}:meta``             hash: ``epoch``, ``seq`` (last seq handed out)
+``wshub:{R}:hist``             list: the last ``history_size`` message texts
+``wshub:{R}:pres``             hash: ``<node>|<client_id>`` -> member JSON
+``wshub:{R}``                  pub/sub channel of the room's events
+``wshub:node:<node>``          string with a TTL: the node's heartbeat
+``wshub:node:<node>:rooms``    set: rooms the node has members in
+``wshub:nodes``                set: nodes that registered
+=============================  ==============================================
+
+A room's meta and history get a TTL of ``history_ttl`` when its last member
+leaves, and lose it when someone joins, so ``history_ttl`` holds for the room
+as a whole, across nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from hub import redis_scripts
+from hub.history import new_epoch
+
+PREFIX = "wshub"
+NODES = f"{PREFIX}:nodes"
+
+
+def channel(room: str) -> str:
+    return f"{PREFIX}:{{{room}}}"
+
+
+def room_keys(room: str) -> list[str]:
+    """meta, history, presence of ``room``: the KEYS of every room script."""
+    tag = f"{PREFIX}:{{{room}}}"
+    return [f"{tag}:meta", f"{tag}:hist", f"{tag}:pres"]
+
+
+def node_key(node: str) -> str:
+    return f"{PREFIX}:node:{node}"
+
+
+def node_rooms_key(node: str) -> str:
+    return f"{PREFIX}:node:{node}:rooms"
+
+
+@dataclass(slots=True, frozen=True)
+class JoinReply:
+    """The room as a joiner sees it, read in the same script that added it."""
+
+    epoch: str
+    seq: int
+    member_count: int
+    members: list[str]
+    """Members' JSON texts: all of them, or ``presence_limit`` of them when truncated."""
+    truncated: bool
+    history: list[bytes]
+    """The message texts held, oldest first (only when asked for)."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisRooms:
+    """Room operations for one node; each is one script, one round trip."""
+
+    def __init__(
+        self,
+        client: Redis,
+        node: str,
+        history_size: int,
+        history_ttl: float,
+        presence_limit: int,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.history_size = history_size
+        self.history_ttl = max(1, round(history_ttl))
+        self.presence_limit = presence_limit
+        self._publish = client.register_script(redis_scripts.PUBLISH)
+        self._join = client.register_script(redis_scripts.JOIN)
+        self._leave = client.register_script(redis_scripts.LEAVE)
+        self._reap = client.register_script(redis_scripts.REAP)
+
+    def field(self, client_id: str) -> str:
+        return f"{self.node}|{client_id}"
+
+    async def publish(self, room: str, head: str, tail: str) -> tuple[str, int]:
+        """Number a message whose text is ``head + str(seq) + tail``, keep it in the
+        room's history and publish it; return (epoch, seq)."""
+        epoch, seq = await self._publish(
+            keys=room_keys(room),
+            args=[channel(room), head, tail, self.history_size, new_epoch(), self.history_ttl],
+        )
+        return _text(epoch), int(seq)
+
+    async def publish_ephemeral(self, room: str, text: str) -> None:
+        await self.client.publish(channel(room), "e" + text)
+
+    async def join(
+        self, room: str, client_id: str, member_json: str, want_history: bool
+    ) -> JoinReply:
+        """Add a member (announcing it while the room is within the presence limit)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(node_rooms_key(self.node), room)
+        await self._join(
+            keys=room_keys(room),
+            args=[
+                channel(room),
+                self.field(client_id),
+                member_json,
+                new_epoch(),
+                self.presence_limit,
+                room,
+                client_id,
+                "1" if want_history else "0",
+            ],
+            client=pipe,
+        )
+        _, reply = await pipe.execute()
+        epoch, seq, count, truncated, members, history = reply
+        return JoinReply(
+            _text(epoch),
+            int(seq),
+            int(count),
+            [_text(m) for m in members],
+            bool(truncated),
+            list(history),
+        )
+
+    async def leave(self, room: str, client_id: str) -> int:
+        """Remove a member; return the room's member count after (-1: it was not there)."""
+        count = await self._leave(
+            keys=room_keys(room),
+            args=[
+                channel(room),
+                self.field(client_id),
+                client_id,
+                room,
+                self.history_ttl,
+                self.presence_limit,
+            ],
+        )
+        return int(count)
+
+    async def forget_room(self, room: str) -> None:
+        """This node has no members left in ``room``."""
+        await self.client.srem(node_rooms_key(self.node), room)
+
+    async def heartbeat(self, node_timeout: float) -> None:
+        """Say this node is alive for ``node_timeout`` more seconds."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(node_key(self.node), "1", px=max(1, round(node_timeout * 1000)))
+        pipe.sadd(NODES, self.node)
+        await pipe.execute()
+
+    async def dead_nodes(self) -> list[str]:
+        """Registered nodes whose heartbeat has expired (this one excluded)."""
+        nodes = [_text(n) for n in await self.client.smembers(NODES)]
+        others = [n for n in nodes if n != self.node]
+        if not others:
+            return []
+        alive = await self.client.exists(*[node_key(n) for n in others]) if others else 0
+        if alive == len(others):
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for node in others:
+            pipe.exists(node_key(node))
+        flags = await pipe.execute()
+        return [node for node, flag in zip(others, flags, strict=True) if not flag]
+
+    async def reap(self, node: str) -> int:
+        """Remove every member of ``node`` (dead, or this one stopping), announcing
+        the leaves; only one node reaps a given dead node. Return members removed."""
+        if node != self.node:
+            claimed = await self.client.set(f"{node_key(node)}:reaping", self.node, nx=True, ex=30)
+            if not claimed:
+                return 0
+        rooms = [_text(r) for r in await self.client.smembers(node_rooms_key(node))]
+        removed = 0
+        for room in rooms:
+            removed += int(
+                await self._reap(
+                    keys=room_keys(room),
+                    args=[channel(room), f"{node}|", room, self.history_ttl, self.presence_limit],
+                )
+            )
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(node_rooms_key(node), node_key(node))
+        pipe.srem(NODES, node)
+        await pipe.execute()
+        return removed
+
+    async def room_state(self, room: str) -> tuple[str | None, int, int]:
+        """(epoch, seq, member_count) of a room; epoch None when Redis holds nothing of it."""
+        keys = room_keys(room)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(keys[0], "epoch", "seq")
+        pipe.hlen(keys[2])
+        (epoch, seq), count = await pipe.execute()
+        return (None if epoch is None else _text(epoch)), int(seq or 0), int(count)
