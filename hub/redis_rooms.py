@@ -101,8 +101,34 @@ class RedisRooms:
         )
         return _text(epoch), int(seq)
 
-    async def publish_ephemeral(self, room: str, text: str) -> None:
-        await self.client.publish(channel(room), "e" + text)
+    async def publish_many(self, messages: list[tuple[str, str, str]]) -> list[tuple[str, int]]:
+        """`publish` for several (room, head, tail) in one pipeline: one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for room, head, tail in messages:
+            await self._publish(
+                keys=room_keys(room),
+                args=[channel(room), head, tail, self.history_size, new_epoch(), self.history_ttl],
+                client=pipe,
+            )
+        return [(_text(epoch), int(seq)) for epoch, seq in await pipe.execute()]
+
+    async def publish_ephemeral(self, room: str, text: bytes) -> None:
+        await self.client.publish(channel(room), b"e" + text)
+
+    async def register(self, members: dict[str, dict[str, str]]) -> None:
+        """Put this node's members (room -> client_id -> member JSON) back into
+        presence after Redis lost them, without announcing them again."""
+        if not members:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(node_rooms_key(self.node), *members)
+        for room, present in members.items():
+            meta, history, presence = room_keys(room)
+            fields = {self.field(client_id): text for client_id, text in present.items()}
+            pipe.hset(presence, mapping=fields)
+            pipe.persist(meta)
+            pipe.persist(history)
+        await pipe.execute()
 
     async def join(
         self, room: str, client_id: str, member_json: str, want_history: bool

@@ -1,0 +1,438 @@
+"""The Redis broker: rooms shared by every node (process) using one Redis.
+
+Each node keeps one command connection and one pub/sub connection. A publish
+is one script (numbering, history and the channel publish together, see
+`hub.redis_scripts`); the publishes of one loop iteration go in one pipeline.
+Every node subscribed to the room's channel, the publisher's included,
+receives the message once, frames it once and hands it to the hub, which
+fans it out to its local members. So every member on every node sees the
+same seq, epoch, ts, sender and data, in seq order.
+
+Two connections means two orders, which this module reconciles:
+
+* the ack of a publish must follow the sender's own copy: a publish reply
+  (seq N) waits until this node's pub/sub stream has delivered seq N;
+* a join's snapshot (seq S) is read by a script while messages keep coming
+  over pub/sub: the node subscribes (and waits for Redis to confirm it) before
+  the script runs; after the reply it PINGs on the pub/sub connection, and
+  the PONG comes back behind every message Redis published before it, so
+  once it is in, nothing numbered up to S can still arrive; the joiner is
+  handed the frames after S that went by meanwhile (``catch_up``).
+
+Redis unreachable: publishes and joins are answered `UNAVAILABLE`; the node
+reconnects with backoff (at most `MAX_BACKOFF` between tries), re-subscribes
+and re-registers its members' presence; a history Redis lost comes back with
+a new epoch, so resuming clients see ``history_gap``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from hub import protocol
+from hub.frames import OP_TEXT, frame
+from hub.history import Replay
+from hub.redis_rooms import RedisRooms, channel
+
+log = logging.getLogger("wshub.redis")
+
+UNAVAILABLE = "unavailable"
+MAX_BACKOFF = 2.0
+"""Seconds between reconnection attempts, at most."""
+RECENT = 512
+"""Message frames per room kept for joiners whose snapshot the stream overtook."""
+WATCH_INTERVAL = 1.0
+"""Seconds between heartbeats and checks for dead nodes."""
+
+Deliver = Callable[[str, bytes, str | None, bool], None]
+
+
+@dataclass(slots=True)
+class JoinResult:
+    """What a joiner gets: the room's state, what it asked to replay, and what
+    the stream delivered between the snapshot and now."""
+
+    epoch: str
+    seq: int
+    member_count: int
+    members_json: str
+    truncated: bool
+    replay: Replay
+    catch_up: list[bytes] = field(default_factory=list)
+
+
+def new_node_id() -> str:
+    """Unique per process, fixed for its life."""
+    return secrets.token_hex(6)
+
+
+def payload(frame_bytes: bytes) -> bytes:
+    """The payload of one of our own unmasked frames (`hub.frames.frame`)."""
+    length = frame_bytes[1] & 0x7F
+    return frame_bytes[2 + {126: 2, 127: 8}.get(length, 0) :]
+
+
+def split_message(text: str) -> tuple[str, str]:
+    """The text of a message frame encoded with seq 0, cut around that seq."""
+    marker = '"seq":0'
+    at = text.index(marker) + len(marker) - 1
+    return text[:at], text[at + 1 :]
+
+
+def replay_of(
+    texts: list[bytes], epoch: str, seq: int, since: int | None, client_epoch: str | None
+) -> Replay:
+    """The frames a joiner that saw ``since`` of ``client_epoch`` missed, by the
+    same rules as `hub.history.RoomHistory.replay`."""
+    oldest = seq - len(texts) + 1
+    if since is None:
+        return Replay([], False, oldest)
+    frames = [frame(t, OP_TEXT) for t in texts]
+    if client_epoch != epoch or since > seq or since < oldest - 1:
+        return Replay(frames, True, oldest)
+    return Replay(frames[since - oldest + 1 :], False, oldest)
+
+
+class _Room:
+    """This node's view of one room's stream."""
+
+    __slots__ = ("epoch", "seq", "recent", "waiting", "members", "subscribed")
+
+    def __init__(self) -> None:
+        self.epoch = ""
+        self.seq = 0  # last seq delivered from the stream in ``epoch``
+        self.recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)
+        self.waiting: list[tuple[str, int, Callable[[], None]]] = []
+        self.members: dict[str, str] = {}  # local client_id -> member JSON
+        self.subscribed: asyncio.Future[None] | None = None
+
+    def reached(self, epoch: str, seq: int) -> bool:
+        return seq == 0 or (self.epoch == epoch and self.seq >= seq)
+
+    def delivered(self, epoch: str, seq: int, frame_bytes: bytes) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.recent.clear()
+        self.seq = seq
+        self.recent.append((seq, frame_bytes))
+        if self.waiting:
+            still = []
+            for item in self.waiting:
+                if self.reached(item[0], item[1]):
+                    item[2]()
+                else:
+                    still.append(item)
+            self.waiting = still
+
+    def after(self, epoch: str, seq: int) -> list[bytes]:
+        if epoch != self.epoch:
+            return []
+        return [f for s, f in self.recent if s > seq]
+
+
+class RedisBroker:
+    """`hub.broker.Broker` on Redis; start it with `start`, stop it with `stop`."""
+
+    kind = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        history_size: int = 100,
+        history_ttl: float = 300.0,
+        node_timeout: float = 15.0,
+        presence_limit: int = 1000,
+        node: str | None = None,
+    ) -> None:
+        self.url = url
+        self.node = node or new_node_id()
+        self.node_timeout = node_timeout
+        self.client = Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
+        self.rooms_store = RedisRooms(
+            self.client, self.node, history_size, history_ttl, presence_limit
+        )
+        self.pubsub = self.client.pubsub()
+        self.connected = False
+        self._deliver: Deliver = _drop
+        self._rooms: dict[str, _Room] = {}
+        self._publishes: list[tuple[str, str, str, Callable[[int | None, str | None], None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self._pongs: dict[str, asyncio.Future[None]] = {}
+        self._tokens = itertools.count(1)
+
+    def attach(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    # -- life cycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (or keep trying in the background) and start listening."""
+        self._running = True
+        self._tasks = [
+            asyncio.ensure_future(self._listen()),
+            asyncio.ensure_future(self._watch()),
+        ]
+        await self._check()
+
+    async def stop(self) -> None:
+        """Remove this node's members at once (others see them leave), then close."""
+        self._running = False
+        for task in self._tasks:
+            task.cancel()
+        if self.connected:
+            try:
+                await self.rooms_store.reap(self.node)
+            except RedisError as error:
+                log.warning("could not remove this node's members from Redis: %s", error)
+        await self.pubsub.aclose()
+        await self.client.aclose()
+
+    def _set_connected(self, connected: bool, why: object = None) -> None:
+        if connected == self.connected:
+            return
+        self.connected = connected
+        if connected:
+            log.info("redis: connected to %s as node %s", self.url, self.node)
+        else:
+            log.warning("redis: unreachable (%s); publishes and joins answer unavailable", why)
+            for room in self._rooms.values():  # nothing will come: answer now
+                waiting, room.waiting = room.waiting, []
+                for _, _, resume in waiting:
+                    resume()
+
+    async def _check(self) -> None:
+        """Heartbeat, and reap the members of nodes whose heartbeat expired."""
+        try:
+            was_connected = self.connected
+            await self.rooms_store.heartbeat(self.node_timeout)
+            if not was_connected:
+                await self._register_everything()
+            self._set_connected(True)
+            for node in await self.rooms_store.dead_nodes():
+                removed = await self.rooms_store.reap(node)
+                if removed:
+                    log.info("redis: node %s is gone; removed its %d members", node, removed)
+        except (RedisError, OSError) as error:
+            self._set_connected(False, error)
+
+    async def _register_everything(self) -> None:
+        """After a (re)connect: this node's members back into every room's presence."""
+        await self.rooms_store.register(
+            {name: room.members for name, room in self._rooms.items() if room.members}
+        )
+
+    async def _watch(self) -> None:
+        while self._running:
+            await asyncio.sleep(WATCH_INTERVAL)
+            await self._check()
+
+    async def _listen(self) -> None:
+        """The pub/sub stream: every room event of every room this node is in."""
+        backoff = 0.1
+        while self._running:
+            try:
+                if not self.pubsub.subscribed:
+                    await asyncio.sleep(0.05)
+                    continue
+                message = await self.pubsub.get_message(timeout=1.0)
+                backoff = 0.1
+            except (RedisError, OSError) as error:
+                self._set_connected(False, error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if message is not None:
+                self._on_message(message)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "pong":
+            waiter = self._pongs.get(message["data"].decode())
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
+        name = message["channel"].decode()[len("wshub:{") : -1]
+        room = self._rooms.get(name)
+        if room is None:
+            return
+        if kind == "subscribe":
+            if room.subscribed is not None and not room.subscribed.done():
+                room.subscribed.set_result(None)
+            return
+        if kind != "message":
+            return
+        data: bytes = message["data"]
+        tag = data[:1]
+        if tag == b"m":
+            epoch, seq, text = data[1:].split(b" ", 2)
+            frame_bytes = frame(text, OP_TEXT)
+            self._deliver(name, frame_bytes, None, False)
+            room.delivered(epoch.decode(), int(seq), frame_bytes)
+        elif tag == b"e":
+            self._deliver(name, frame(data[1:], OP_TEXT), None, True)
+        elif tag == b"p":
+            exclude, text = data[1:].split(b" ", 1)
+            self._deliver(name, frame(text, OP_TEXT), exclude.decode(), False)
+
+    # -- the broker interface -------------------------------------------------------
+
+    def join(
+        self,
+        room: str,
+        member: dict[str, str],
+        since: int | None,
+        epoch: str | None,
+        done: Callable[[JoinResult | None], None],
+    ) -> None:
+        """Add ``member``; ``done`` gets the room's state, or None when Redis is unreachable."""
+        state = self._rooms.get(room)
+        if state is None:
+            state = self._rooms[room] = _Room()
+        asyncio.ensure_future(self._join(room, state, member, since, epoch, done))
+
+    async def _join(
+        self,
+        name: str,
+        room: _Room,
+        member: dict[str, str],
+        since: int | None,
+        epoch: str | None,
+        done: Callable[[JoinResult | None], None],
+    ) -> None:
+        member_json = protocol.to_json(member)
+        try:
+            await self._subscribe(name, room)
+            reply = await self.rooms_store.join(
+                name, member["client_id"], member_json, want_history=since is not None
+            )
+        except (RedisError, OSError) as error:
+            self._set_connected(False, error)
+            done(None)
+            return
+        try:
+            await self._sync_stream()
+        except (RedisError, OSError, TimeoutError) as error:
+            self._set_connected(False, error)
+        room.members[member["client_id"]] = member_json
+        done(
+            JoinResult(
+                reply.epoch,
+                reply.seq,
+                reply.member_count,
+                "[" + ",".join(reply.members) + "]",
+                reply.truncated,
+                replay_of(reply.history, reply.epoch, reply.seq, since, epoch),
+                room.after(reply.epoch, reply.seq),
+            )
+        )
+
+    async def _sync_stream(self) -> None:
+        """Return once the pub/sub stream holds everything Redis published before
+        now: a PING on that connection comes back behind all of it."""
+        token = str(next(self._tokens))
+        future = asyncio.get_running_loop().create_future()
+        self._pongs[token] = future
+        try:
+            await self.pubsub.ping(token)
+            await asyncio.wait_for(future, 5.0)
+        finally:
+            self._pongs.pop(token, None)
+
+    async def _subscribe(self, name: str, room: _Room) -> None:
+        """Subscribe to the room's channel and wait until Redis confirms it, so
+        that no message numbered after the join's snapshot can be missed."""
+        if room.subscribed is None:
+            room.subscribed = asyncio.get_running_loop().create_future()
+            await self.pubsub.subscribe(channel(name))
+        await asyncio.wait_for(asyncio.shield(room.subscribed), 5.0)
+
+    def leave(self, room: str, member: dict[str, str]) -> None:
+        state = self._rooms.get(room)
+        if state is None or state.members.pop(member["client_id"], None) is None:
+            return
+        asyncio.ensure_future(self._leave(room, state, member["client_id"]))
+
+    async def _leave(self, name: str, room: _Room, client_id: str) -> None:
+        try:
+            await self.rooms_store.leave(name, client_id)
+            if not room.members and self._rooms.get(name) is room:
+                del self._rooms[name]
+                await self.rooms_store.forget_room(name)
+                await self.pubsub.unsubscribe(channel(name))
+        except (RedisError, OSError) as error:
+            self._set_connected(False, error)
+
+    def publish(
+        self,
+        room: str,
+        sender: str,
+        data: Any,
+        ephemeral: bool,
+        done: Callable[[int | None, str | None], None],
+    ) -> None:
+        """Number, keep and publish a message; ``done(seq, None)`` once this node
+        delivered it, or ``done(None, UNAVAILABLE)``."""
+        if not self.connected:
+            done(None, UNAVAILABLE)
+            return
+        ts = int(time.time() * 1000)
+        if ephemeral:
+            text = payload(protocol.message_frame(room, None, sender, data, ts, True))
+            asyncio.ensure_future(self._publish_ephemeral(room, text, done))
+            return
+        text = payload(protocol.message_frame(room, 0, sender, data, ts))
+        head, tail = split_message(text.decode())
+        if not self._publishes:
+            asyncio.get_running_loop().call_soon(self._send_publishes)
+        self._publishes.append((room, head, tail, done))
+
+    async def _publish_ephemeral(
+        self, room: str, text: bytes, done: Callable[[int | None, str | None], None]
+    ) -> None:
+        try:
+            await self.rooms_store.publish_ephemeral(room, text)
+        except (RedisError, OSError) as error:
+            self._set_connected(False, error)
+            done(None, UNAVAILABLE)
+            return
+        done(None, None)
+
+    def _send_publishes(self) -> None:
+        batch, self._publishes = self._publishes, []
+        asyncio.ensure_future(self._send_batch(batch))
+
+    async def _send_batch(
+        self, batch: list[tuple[str, str, str, Callable[[int | None, str | None], None]]]
+    ) -> None:
+        try:
+            replies = await self.rooms_store.publish_many([(r, h, t) for r, h, t, _ in batch])
+        except (RedisError, OSError) as error:
+            self._set_connected(False, error)
+            for *_, done in batch:
+                done(None, UNAVAILABLE)
+            return
+        for (name, _, _, done), (epoch, seq) in zip(batch, replies, strict=True):
+            room = self._rooms.get(name)
+            if room is None or room.reached(epoch, seq) or not self.connected:
+                done(seq, None)
+            else:
+                room.waiting.append((epoch, seq, lambda done=done, seq=seq: done(seq, None)))
+
+    def stats(self) -> dict[str, Any]:
+        return {"broker": {"kind": self.kind, "connected": self.connected}, "node": self.node}
+
+
+def _drop(room: str, frame_bytes: bytes, exclude: str | None, lossy: bool) -> None:
+    """Deliver callback before a hub attaches."""
