@@ -7,6 +7,7 @@ rules live in ``hub/``; the socket adapters in ``handlers/``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -14,8 +15,10 @@ import resource
 import signal
 import socket
 import sys
+from typing import NoReturn
 
 import tornado.netutil
+import tornado.process
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.options import define, options, parse_command_line, parse_config_file
@@ -27,6 +30,7 @@ from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
 from handlers.socket_connection import SocketConnection
+from hub.broker import Broker, MemoryBroker
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings
@@ -56,6 +60,20 @@ define("rate_limit", default=_defaults.rate_limit, help="messages/s per /ws conn
 define("rate_burst", default=_defaults.rate_burst, help="burst size of the rate limit")
 define("max_rooms_per_connection", default=_defaults.max_rooms_per_connection, help="0: no limit")
 define("compression", default=False, help="offer permessage-deflate")
+define(
+    "broker",
+    default="memory",
+    help="where rooms' shared state lives: memory (one process) or redis://host:port/db "
+    "(rediss:// for TLS, unix:///path.sock): several processes and machines as one hub",
+)
+define(
+    "processes", default=1, help="worker processes on the port (0: one per core); needs --broker"
+)
+define(
+    "node_timeout",
+    default=15.0,
+    help="seconds a node that stopped heart-beating keeps its members in presence (redis broker)",
+)
 define(
     "send_threads",
     default=default_threads(),
@@ -172,10 +190,50 @@ def make_app(
     )
 
 
+BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def fail(message: str) -> NoReturn:
+    """A start-up mistake: one line saying what is wrong and how to fix it, exit 2."""
+    print(f"wshub: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_broker_options() -> None:
+    """Refuse, with a line saying how to fix it, what cannot work."""
+    url = options.broker
+    if url != "memory" and not url.startswith(BROKER_SCHEMES):
+        fail(f"--broker={url!r}: use memory, or a URL such as redis://127.0.0.1:6379/0")
+    if options.processes != 1 and url == "memory":
+        fail(
+            f"--processes={options.processes} needs a broker the processes share: "
+            "add --broker=redis://HOST:6379/0"
+        )
+
+
+def make_broker(settings: HubSettings) -> Broker:
+    """The broker the options name (checked by `check_broker_options`)."""
+    if options.broker == "memory":
+        return MemoryBroker(settings.history_size, settings.history_ttl)
+    from hub.redis_broker import RedisBroker  # redis-py is needed only here
+
+    return RedisBroker(
+        options.broker,
+        history_size=settings.history_size,
+        history_ttl=settings.history_ttl,
+        node_timeout=options.node_timeout,
+    )
+
+
 async def serve() -> None:
     """Listen, run until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
-    hub = Hub(hub_settings(fd_limit), write_batch=make_batch_writer(options.send_threads))
+    settings = hub_settings(fd_limit)
+    broker = make_broker(settings)
+    hub = Hub(settings, broker, write_batch=make_batch_writer(options.send_threads))
+    start = getattr(broker, "start", None)
+    if start is not None:
+        await start()
     tune_gc()
     app = make_app(
         hub,
@@ -183,19 +241,24 @@ async def serve() -> None:
         options.compression,
         options.max_message_size,
     )
-    sockets = tornado.netutil.bind_sockets(options.port, options.host, family=socket.AF_INET)
+    sockets = tornado.netutil.bind_sockets(
+        _port, options.host, family=socket.AF_INET, reuse_port=options.processes != 1
+    )
     server = HTTPServer(app, max_body_size=options.max_message_size, idle_connection_timeout=30)
     server.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()
     host, port = sockets[0].getsockname()[:2]
     log.info(
-        "WebSocket hub listening on http://%s:%d/ (max_connections=%d, open-file limit %d, %s)",
+        "WebSocket hub listening on http://%s:%d/ (max_connections=%d, open-file limit %d, %s;"
+        " node %s, %s broker)",
         host,
         port,
         hub.settings.max_connections,
         fd_limit,
         describe_writer(hub.write_batch),
+        broker.node,
+        broker.kind,
     )
 
     stopping = asyncio.Event()
@@ -209,6 +272,9 @@ async def serve() -> None:
     heartbeat.stop()
     hub.close_all()
     await _drain(server, hub, timeout=3.0)
+    stop = getattr(broker, "stop", None)
+    if stop is not None:
+        await stop()
     log.info("stopped")
 
 
@@ -246,9 +312,61 @@ def install_event_loop() -> str:
     return "uvloop"
 
 
+_port = 0
+"""The port each worker binds: the option's, or the one the parent reserved."""
+
+
+def run_workers(count: int) -> None:
+    """Fork ``count`` workers (Tornado's `fork_processes`, which restarts one that
+    dies), each binding the port with SO_REUSEPORT so the kernel spreads new
+    connections evenly; returns in each worker, exits 0 in the parent once all
+    workers stopped. SIGTERM/SIGINT to the parent is passed on to the workers,
+    which close their clients with 1001 and exit 0."""
+    global _port
+    # Bound but never listening (a listening one would be handed connections that
+    # nobody accepts): it holds the port, or picks one for port 0, for the workers.
+    reserve = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    reserve.bind((options.host, options.port))
+    _port = reserve.getsockname()[1]
+    stopping = False
+
+    def pass_on(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if tornado.process.task_id() is not None:
+            raise SystemExit(0)  # a worker forked while stopping: leave at once
+        stopping = True
+        for pid in _children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, pass_on)
+    signal.signal(signal.SIGINT, pass_on)
+    tornado.process.fork_processes(count)
+    reserve.close()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if stopping:  # restarted by fork_processes during shutdown
+        raise SystemExit(0)
+
+
+def _children() -> list[int]:
+    """This process's children (Linux: /proc/self/task/*/children)."""
+    pids: list[int] = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as listing:
+            pids.extend(int(pid) for pid in listing.read().split())
+    return pids
+
+
 def main(argv: list[str] | None = None) -> None:
+    global _port
     load_options(argv)
+    check_broker_options()
+    _port = options.port
     install_error_counter()
+    if options.processes != 1:
+        run_workers(options.processes if options.processes > 0 else os.cpu_count() or 1)
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
     asyncio.run(serve())

@@ -16,7 +16,9 @@ class HealthHandler(RequestHandler):
 
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
-        self.write({"status": "ok", **self.hub.stats(), **runtime_stats()})
+        stats = self.hub.stats()
+        status = "ok" if stats["broker"]["connected"] else "degraded"
+        self.write({"status": status, **stats, **runtime_stats()})
 
 
 class PageHandler(StaticFileHandler):

@@ -1,16 +1,23 @@
 """The broker: who owns seq numbers, history and presence for each room.
 
-The hub never reaches past this interface, so the in-memory broker here and a
-Redis broker (several processes sharing rooms) are interchangeable. A broker
-delivers every room event to the hub through the ``deliver`` callback given to
-`Broker.attach`; the hub fans it out to its local members.
+The hub never reaches past this interface, so the in-memory broker here and
+`hub.redis_broker.RedisBroker` (several processes sharing rooms) are
+interchangeable. A broker delivers every room event to the hub through the
+``deliver`` callback given to `Broker.attach`; the hub fans it out to its
+local members.
+
+Joins and publishes answer through a callback rather than a return value:
+with Redis a round trip sits between a publish and its seq, and between a
+join and its snapshot. `MemoryBroker` calls back before returning, so its
+fast path costs no task and no future.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hub import protocol
@@ -20,38 +27,73 @@ Deliver = Callable[[str, bytes, str | None, bool], None]
 """``deliver(room, frame, exclude_client_id, lossy)``: fan a framed event out to local members."""
 
 
-@dataclass(slots=True, frozen=True)
-class RoomSnapshot:
-    """A room as a joiner sees it in ``joined``."""
+UNAVAILABLE = "unavailable"
+"""The error a publish or join gets while the broker cannot reach shared state."""
+
+
+@dataclass(slots=True)
+class JoinResult:
+    """A room as a joiner sees it: ``joined``, then the replay it asked for,
+    then ``catch_up``: messages numbered after the snapshot that reached this
+    node before the joiner was added (a remote broker's stream runs ahead)."""
 
     epoch: str
     seq: int
+    member_count: int
     members_json: str
     """The JSON array of members, ready to splice into ``joined`` (see `protocol.joined_frame`)."""
+    truncated: bool
+    replay: Replay
+    catch_up: list[bytes] = field(default_factory=list)
+
+
+JoinDone = Callable[[JoinResult | None], None]
+"""Called with the join's result, or None when the broker is unavailable."""
+PublishDone = Callable[[int | None, str | None], None]
+"""Called with (seq, None) once this node delivered the message (seq None for
+ephemeral ones), or (None, `UNAVAILABLE`)."""
+
+
+def new_node_id() -> str:
+    """Names this process among the hub's nodes: unique, fixed for its life."""
+    return secrets.token_hex(6)
 
 
 class Broker(Protocol):
     """What the hub needs from whoever owns rooms' shared state."""
 
+    kind: str
+    """``memory`` or ``redis``, for /healthz."""
+    node: str
+    """This process's id among the nodes sharing the broker."""
+
     def attach(self, deliver: Deliver) -> None:
         """Set the callback through which room events reach the hub."""
 
-    def join(self, room: str, member: dict[str, str]) -> RoomSnapshot:
-        """Add ``member`` to the room's presence, announce it, return the room's state."""
+    def join(
+        self,
+        room: str,
+        member: dict[str, str],
+        since: int | None,
+        epoch: str | None,
+        done: JoinDone,
+    ) -> None:
+        """Add ``member`` to the room's presence and announce it; ``done`` gets the
+        room's state and what a client that saw ``since`` of ``epoch`` missed."""
 
     def leave(self, room: str, member: dict[str, str]) -> None:
         """Remove ``member`` from the room's presence and announce it."""
 
-    def publish(self, room: str, sender: str, data: Any, ephemeral: bool) -> int | None:
-        """Number (unless ephemeral), keep and deliver a message; return its seq."""
-
-    def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
-        """What a re-joining client missed since ``since`` of ``epoch``."""
+    def publish(
+        self, room: str, sender: str, data: Any, ephemeral: bool, done: PublishDone
+    ) -> None:
+        """Number (unless ephemeral), keep and deliver a message. Raises
+        `protocol.ProtocolError` at once for data that cannot be relayed."""
 
     def expire(self, now: float) -> int:
         """Forget histories of rooms empty for longer than the TTL; return how many."""
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """Counters for /healthz."""
 
 
@@ -67,6 +109,8 @@ class MemoryBroker:
     after that, the room is forgotten entirely and memory stays bounded.
     """
 
+    kind = "memory"
+
     def __init__(
         self,
         history_size: int,
@@ -74,6 +118,7 @@ class MemoryBroker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
+        self.node = new_node_id()
         self.history_size = history_size
         self.history_ttl = history_ttl
         self._clock = clock
@@ -94,7 +139,14 @@ class MemoryBroker:
             history = self._histories[room] = RoomHistory(self.history_size)
         return history
 
-    def join(self, room: str, member: dict[str, str]) -> RoomSnapshot:
+    def join(
+        self,
+        room: str,
+        member: dict[str, str],
+        since: int | None,
+        epoch: str | None,
+        done: JoinDone,
+    ) -> None:
         history = self._history(room)
         present = self._presence.setdefault(room, {})
         if not present:
@@ -105,7 +157,16 @@ class MemoryBroker:
             self._deliver(
                 room, protocol.presence_frame(room, "join", member), member["client_id"], False
             )
-        return RoomSnapshot(history.epoch, history.seq, "[" + ",".join(present.values()) + "]")
+        done(
+            JoinResult(
+                history.epoch,
+                history.seq,
+                len(present),
+                "[" + ",".join(present.values()) + "]",
+                False,
+                history.replay(since, epoch),
+            )
+        )
 
     def leave(self, room: str, member: dict[str, str]) -> None:
         present = self._presence.get(room)
@@ -119,22 +180,22 @@ class MemoryBroker:
             self._histories[room].empty_since = self._clock()
             self._empty[room] = None
 
-    def publish(self, room: str, sender: str, data: Any, ephemeral: bool) -> int | None:
+    def publish(
+        self, room: str, sender: str, data: Any, ephemeral: bool, done: PublishDone
+    ) -> None:
         ts = self._wall_clock_ms()
         if ephemeral:
             self._deliver(
                 room, protocol.message_frame(room, None, sender, data, ts, True), None, True
             )
-            return None
+            done(None, None)
+            return
         history = self._history(room)
         # Frame before numbering so that data that cannot be encoded consumes no seq.
         frame = protocol.message_frame(room, history.seq + 1, sender, data, ts)
         seq = history.record(frame)
         self._deliver(room, frame, None, False)
-        return seq
-
-    def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
-        return self._history(room).replay(since, epoch)
+        done(seq, None)
 
     def expire(self, now: float) -> int:
         expired = 0
@@ -147,8 +208,11 @@ class MemoryBroker:
             expired += 1
         return expired
 
-    def stats(self) -> dict[str, int]:
-        return {"history_rooms": len(self._histories)}
+    def stats(self) -> dict[str, Any]:
+        return {
+            "broker": {"kind": self.kind, "connected": True},
+            "history_rooms": len(self._histories),
+        }
 
 
 def _drop(room: str, frame: bytes, exclude: str | None, lossy: bool) -> None:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hub import protocol
-from hub.broker import Broker, MemoryBroker
+from hub.broker import UNAVAILABLE, Broker, JoinResult, MemoryBroker
 from hub.frames import PING_FRAME
 from hub.limits import TokenBucket
 from hub.outbox import BATCH_BYTES, CLOSE_SLOW_CONSUMER, Outbox, Schedule, write_each
@@ -43,6 +43,15 @@ class HubCounters:
     closed_for_rate: int = 0
     ephemeral_skipped: int = 0
     published: int = 0
+
+
+def _unavailable(request_id: Any, room: str) -> bytes:
+    return protocol.error_frame(
+        UNAVAILABLE,
+        "the hub cannot reach its broker right now; try again",
+        request_id,
+        room=room,
+    )
 
 
 def _call_soon(callback: Callable[[], None]) -> Any:
@@ -103,7 +112,8 @@ class Hub:
         if peer.kind == HUB:
             if settings.rate_limit > 0:
                 peer.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, peer.last_seen)
-            self.send(peer, protocol.encode({"type": "welcome", "client_id": peer.client_id}))
+            welcome = {"type": "welcome", "client_id": peer.client_id, "node": self.broker.node}
+            self.send(peer, protocol.encode(welcome))
         return None
 
     def unregister(self, peer: Peer) -> None:
@@ -199,17 +209,36 @@ class Hub:
                 f"a connection may be in at most {limit} rooms",
                 command.request_id,
             )
-        snapshot = self.broker.join(room, peer.member)
+        self.broker.join(
+            room,
+            peer.member,
+            command.since,
+            command.epoch,
+            lambda result: self._joined(peer, command, result),
+        )
+
+    def _joined(self, peer: Peer, command: protocol.Join, result: JoinResult | None) -> None:
+        """The broker's answer to a join: now the peer is a member (the memory
+        broker answers at once, a remote one a round trip later)."""
+        room = command.room
+        if peer.closed:  # it left while the broker was answering
+            if result is not None and room not in peer.rooms:
+                self.broker.leave(room, peer.member)
+            return
+        if result is None:
+            self.send(peer, _unavailable(command.request_id, room))
+            return
         if room not in peer.rooms:
             self.outbox.joining(peer, room)  # a broadcast before it joined: not for it
             self.rooms.setdefault(room, {})[peer.client_id] = peer
             peer.rooms.add(room)
         self.send(
-            peer, protocol.joined_frame(room, snapshot.epoch, snapshot.seq, snapshot.members_json)
+            peer,
+            protocol.joined_frame(
+                room, result.epoch, result.seq, result.members_json, result.member_count
+            ),
         )
-        if command.since is None:
-            return
-        replay = self.broker.replay(room, command.since, command.epoch)
+        replay = result.replay
         if replay.gap:
             self.send(
                 peer,
@@ -217,11 +246,13 @@ class Hub:
                     protocol.HISTORY_GAP,
                     f"history does not reach back to seq {command.since} of that epoch",
                     room=room,
-                    epoch=snapshot.epoch,
+                    epoch=result.epoch,
                     oldest_seq=replay.oldest_seq,
                 ),
             )
         for frame in replay.frames:
+            self.send(peer, frame)
+        for frame in result.catch_up:
             self.send(peer, frame)
 
     def _leave(self, peer: Peer, command: protocol.Leave) -> None:
@@ -247,16 +278,29 @@ class Hub:
             raise protocol.ProtocolError(
                 protocol.NOT_JOINED, f"join {command.room} before publishing", command.request_id
             )
+        request_id = command.request_id
         try:
-            seq = self.broker.publish(
-                command.room, peer.member["name"], command.data, command.ephemeral
+            self.broker.publish(
+                command.room,
+                peer.member["name"],
+                command.data,
+                command.ephemeral,
+                lambda seq, error: self._published(peer, command.room, request_id, seq, error),
             )
         except protocol.ProtocolError as error:
-            error.request_id = command.request_id
+            error.request_id = request_id
             raise
+
+    def _published(
+        self, peer: Peer, room: str, request_id: Any, seq: int | None, error: str | None
+    ) -> None:
+        """The broker's answer to a publish: the ack, after the sender's own copy."""
+        if error is not None:
+            self.send(peer, _unavailable(request_id, room))
+            return
         self.counters.published += 1
-        if command.request_id is not None:
-            ack: dict[str, Any] = {"type": "ack", "id": command.request_id}
+        if request_id is not None:
+            ack: dict[str, Any] = {"type": "ack", "id": request_id}
             if seq is not None:
                 ack["seq"] = seq
             self.send(peer, protocol.encode(ack))
@@ -316,6 +360,7 @@ class Hub:
             "memberships": sum(len(m) for m in self.rooms.values()),
             **self.outbox.stats(),
             "per_ip_entries": len(self._per_ip),
+            "node": self.broker.node,
             **self.broker.stats(),
             **asdict(self.counters),
         }

@@ -152,9 +152,14 @@ def to_json(value: Any) -> str:
     return text
 
 
-def joined_frame(room: str, epoch: str, seq: int, members_json: str) -> bytes:
+def joined_frame(
+    room: str, epoch: str, seq: int, members_json: str, member_count: int | None = None
+) -> bytes:
     """Frame ``joined`` around an already encoded member list."""
-    head = _compact({"type": "joined", "room": room, "epoch": epoch, "seq": seq})
+    joined: dict[str, Any] = {"type": "joined", "room": room, "epoch": epoch, "seq": seq}
+    if member_count is not None:
+        joined["member_count"] = member_count
+    head = _compact(joined)
     return frame(f'{head[:-1]},"members":{members_json}}}'.encode(), OP_TEXT)
 
 

@@ -30,24 +30,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub import protocol
+from hub.broker import UNAVAILABLE, JoinResult, new_node_id
 from hub.frames import OP_TEXT, frame
 from hub.history import Replay
 from hub.redis_rooms import RedisRooms, channel
 
 log = logging.getLogger("wshub.redis")
 
-UNAVAILABLE = "unavailable"
 MAX_BACKOFF = 2.0
 """Seconds between reconnection attempts, at most."""
 RECENT = 512
@@ -56,25 +54,6 @@ WATCH_INTERVAL = 1.0
 """Seconds between heartbeats and checks for dead nodes."""
 
 Deliver = Callable[[str, bytes, str | None, bool], None]
-
-
-@dataclass(slots=True)
-class JoinResult:
-    """What a joiner gets: the room's state, what it asked to replay, and what
-    the stream delivered between the snapshot and now."""
-
-    epoch: str
-    seq: int
-    member_count: int
-    members_json: str
-    truncated: bool
-    replay: Replay
-    catch_up: list[bytes] = field(default_factory=list)
-
-
-def new_node_id() -> str:
-    """Unique per process, fixed for its life."""
-    return secrets.token_hex(6)
 
 
 def payload(frame_bytes: bytes) -> bytes:
@@ -430,8 +409,12 @@ class RedisBroker:
             else:
                 room.waiting.append((epoch, seq, lambda done=done, seq=seq: done(seq, None)))
 
+    def expire(self, now: float) -> int:
+        """Nothing to do: Redis expires an empty room's keys itself (see `hub.redis_rooms`)."""
+        return 0
+
     def stats(self) -> dict[str, Any]:
-        return {"broker": {"kind": self.kind, "connected": self.connected}, "node": self.node}
+        return {"broker": {"kind": self.kind, "connected": self.connected}}
 
 
 def _drop(room: str, frame_bytes: bytes, exclude: str | None, lossy: bool) -> None:
