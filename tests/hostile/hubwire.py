@@ -16,6 +16,7 @@ ERROR_CODES = {
     "history_gap",
     "rate_limited",
     "too_many_rooms",
+    "unavailable",
 }
 
 
@@ -25,7 +26,8 @@ class HubWire(Wire):
     def __init__(self, port: int, name: str = "fuzz", **kw: Any) -> None:
         super().__init__(port, f"/ws?name={name}", **kw)
         assert self.status == 101, self.response_head
-        self.client_id = self.expect("welcome")["client_id"]
+        self.welcome = self.expect("welcome")
+        self.client_id = self.welcome["client_id"]
 
     def send_json(self, message: Any) -> None:
         self.send(message if isinstance(message, str) else json.dumps(message))

@@ -1,0 +1,288 @@
+"""Several `python server.py` nodes sharing one real redis-server behave as one hub.
+
+Each test names the point of the scale-out promise it checks (docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from tests.hostile.hubwire import HubWire
+from tests.hostile.proc import HubProcess, wait_for
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+class Nodes:
+    """Server processes on one Redis; all stopped at the end of the test."""
+
+    def __init__(self, redis: RedisServer) -> None:
+        self.redis = redis
+        self.started: list[HubProcess] = []
+        self.wires: list[HubWire] = []
+
+    def start(self, *args: str) -> HubProcess:
+        node = HubProcess(f"--broker={self.redis.url}", "--rate_limit=0", *args)
+        self.started.append(node)
+        return node
+
+    def client(self, node: HubProcess, name: str) -> HubWire:
+        wire = HubWire(node.port, name)
+        self.wires.append(wire)
+        return wire
+
+    def close(self) -> None:
+        for wire in self.wires:
+            wire.close()
+        for node in self.started:
+            node.stop()
+
+
+@pytest.fixture
+def nodes(redis_server: RedisServer) -> Iterator[Nodes]:
+    cluster = Nodes(redis_server)
+    yield cluster
+    cluster.close()
+
+
+def until(wire: HubWire, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
+    """The first message matching ``predicate`` (others before it are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = wire.recv_json(max(deadline - time.monotonic(), 0.05))
+        if predicate(message):
+            return message
+
+
+def join(wire: HubWire, room: str, **extra: Any) -> dict[str, Any]:
+    wire.send_json({"type": "join", "room": room, "id": f"j-{room}", **extra})
+    return until(wire, lambda m: m["type"] == "joined")
+
+
+def names(joined: dict[str, Any]) -> list[str]:
+    return sorted(m["name"] for m in joined["members"])
+
+
+def test_1_welcome_and_healthz_name_the_node_and_the_broker(nodes: Nodes) -> None:
+    a, b = nodes.start(), nodes.start()
+    health_a, health_b = a.health(), b.health()
+    assert health_a["broker"] == {"kind": "redis", "connected": True}
+    assert health_a["status"] == "ok" and health_a["node"] != health_b["node"]
+    assert nodes.client(a, "ann").welcome["node"] == health_a["node"]
+    assert nodes.client(a, "amy").welcome["node"] == health_a["node"]  # fixed for its life
+    assert nodes.client(b, "bob").welcome["node"] == health_b["node"]
+
+
+def test_2_membership_and_presence_span_nodes(nodes: Nodes) -> None:
+    a, b = nodes.start(), nodes.start()
+    ann, bob = nodes.client(a, "ann"), nodes.client(b, "bob")
+    assert names(join(ann, "r")) == ["ann"]
+    joined = join(bob, "r")
+    assert names(joined) == ["ann", "bob"] and joined["member_count"] == 2
+    presence = until(ann, lambda m: m["type"] == "presence")
+    assert (presence["event"], presence["member"]["name"]) == ("join", "bob")
+    bob.send_json({"type": "leave", "room": "r"})
+    presence = until(ann, lambda m: m["type"] == "presence")
+    assert (presence["event"], presence["member"]["name"]) == ("leave", "bob")
+
+
+def test_3_messages_reach_every_node_once_in_seq_order_while_nodes_publish_at_once(
+    nodes: Nodes,
+) -> None:
+    servers = [nodes.start(), nodes.start(), nodes.start()]
+    publishers = [nodes.client(s, f"p{i}") for i, s in enumerate(servers)]
+    readers = [nodes.client(s, f"r{i}") for i, s in enumerate(servers)]
+    for wire in publishers + readers:
+        join(wire, "room")
+    per_publisher = 60
+
+    def publish(index: int, wire: HubWire) -> None:
+        for n in range(per_publisher):
+            wire.send_json(
+                {"type": "publish", "room": "room", "data": {"p": index, "n": n}, "id": n}
+            )
+
+    threads = [threading.Thread(target=publish, args=(i, w)) for i, w in enumerate(publishers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    total = per_publisher * len(publishers)
+    seen = []
+    for wire in readers:
+        got = []
+        while len(got) < total:
+            message = wire.recv_json(10)
+            if message["type"] == "message":
+                got.append(message)
+        assert [m["seq"] for m in got] == list(range(1, total + 1))
+        seen.append(got)
+    assert seen[0] == seen[1] == seen[2]  # same seq, ts, from and data everywhere
+    for wire in publishers:  # each ack after the sender's own copy
+        own_seqs: set[int] = set()
+        acks = 0
+        while acks < per_publisher:
+            message = wire.recv_json(10)
+            if message["type"] == "message":
+                own_seqs.add(message["seq"])
+            elif message["type"] == "ack":
+                assert message["seq"] in own_seqs, message
+                acks += 1
+
+
+def test_3_ephemeral_messages_cross_nodes_without_seq(nodes: Nodes) -> None:
+    a, b = nodes.start(), nodes.start()
+    ann, bob = nodes.client(a, "ann"), nodes.client(b, "bob")
+    join(ann, "board")
+    join(bob, "board")
+    ann.send_json({"type": "publish", "room": "board", "data": {"x": 1}, "ephemeral": True})
+    got = until(bob, lambda m: m["type"] == "message")
+    assert got["ephemeral"] is True and "seq" not in got and got["data"] == {"x": 1}
+
+
+def test_4_resume_on_another_node_replays_exactly_then_live(nodes: Nodes) -> None:
+    a, b = nodes.start(), nodes.start()
+    ann = nodes.client(a, "ann")
+    first = join(ann, "r")
+    for n in range(6):
+        ann.send_json({"type": "publish", "room": "r", "data": n, "id": n})
+    until(ann, lambda m: m.get("type") == "ack" and m["id"] == 5)
+    again = nodes.client(b, "ann")
+    joined = join(again, "r", since=3, epoch=first["epoch"])
+    assert joined["seq"] == 6 and joined["epoch"] == first["epoch"]
+    replay = [again.recv_json() for _ in range(3)]
+    assert [(m["type"], m["seq"]) for m in replay] == [
+        ("message", 4),
+        ("message", 5),
+        ("message", 6),
+    ]
+    ann.send_json({"type": "publish", "room": "r", "data": "live"})
+    live = until(again, lambda m: m["type"] == "message")
+    assert live["seq"] == 7
+    stale = nodes.client(b, "late")
+    join(stale, "r", since=2, epoch="0123456789abcdef")
+    gap = stale.recv_json()
+    assert gap["code"] == "history_gap" and gap["epoch"] == first["epoch"]
+
+
+def test_5_a_killed_node_leaves_presence_within_the_node_timeout(nodes: Nodes) -> None:
+    a, b = nodes.start("--node_timeout=1"), nodes.start("--node_timeout=1")
+    ann, bob = nodes.client(a, "ann"), nodes.client(b, "bob")
+    join(ann, "r")
+    join(bob, "r")
+    until(ann, lambda m: m["type"] == "presence")
+    os.kill(b.pid, signal.SIGKILL)
+    started = time.monotonic()
+    leave = until(ann, lambda m: m["type"] == "presence", timeout=1 + 5)
+    assert (leave["event"], leave["member"]["name"]) == ("leave", "bob")
+    assert time.monotonic() - started < 1 + 5
+    assert names(join(nodes.client(a, "carl"), "r")) == ["ann", "carl"]
+
+
+def test_5_a_node_stopped_with_sigterm_removes_its_members_at_once(nodes: Nodes) -> None:
+    a, b = nodes.start(), nodes.start()  # node_timeout 15 s: a leave now cannot be a timeout
+    ann, bob = nodes.client(a, "ann"), nodes.client(b, "bob")
+    join(ann, "r")
+    join(bob, "r")
+    until(ann, lambda m: m["type"] == "presence")
+    b.stop()
+    leave = until(ann, lambda m: m["type"] == "presence", timeout=5)
+    assert (leave["event"], leave["member"]["name"]) == ("leave", "bob")
+
+
+def test_6_redis_down_then_back_empty(nodes: Nodes, redis_server: RedisServer) -> None:
+    a, b = nodes.start(), nodes.start()
+    ann, bob = nodes.client(a, "ann"), nodes.client(b, "bob")
+    first = join(ann, "r")
+    join(bob, "r")
+    ann.send_json({"type": "publish", "room": "r", "data": "before", "id": "p0"})
+    until(bob, lambda m: m["type"] == "message")
+    mark = a.mark()
+    redis_server.stop()
+    wait_for(lambda: a.health()["status"] == "degraded", 5, what="degraded within 5 s")
+    assert a.health()["broker"] == {"kind": "redis", "connected": False}
+    ann.send_json({"type": "publish", "room": "r", "data": "lost", "id": "p1"})
+    error = until(ann, lambda m: m.get("id") == "p1")
+    assert (error["type"], error["code"]) == ("error", "unavailable")
+    ann.send_json({"type": "join", "room": "other", "id": "j1"})
+    error = until(ann, lambda m: m.get("id") == "j1")
+    assert (error["type"], error["code"]) == ("error", "unavailable")
+    redis_server.start()
+    wait_for(lambda: a.health()["status"] == "ok" and b.health()["status"] == "ok", 5)
+    with Redis.from_url(redis_server.url) as redis:  # presence re-registered
+        wait_for(lambda: redis.hlen("wshub:{r}:pres") == 2, 5, what="members back in Redis")
+    ann.send_json({"type": "publish", "room": "r", "data": "after", "id": "p2"})
+    until(ann, lambda m: m.get("id") == "p2" and m["type"] == "ack")
+    got = until(bob, lambda m: m["type"] == "message")
+    assert got["data"] == "after" and got["seq"] == 1  # a new epoch numbers from 1
+    resumed = nodes.client(b, "ann")
+    join(resumed, "r", since=1, epoch=first["epoch"])
+    gap = resumed.recv_json()
+    assert gap["code"] == "history_gap" and gap["epoch"] != first["epoch"]
+    lines = a.lines[mark:]
+    assert sum("redis: unreachable" in line for line in lines) == 1, lines
+    assert sum("redis: connected" in line for line in lines) == 1, lines
+    assert not a.errors(mark) and ann.still_open() is not None and bob.still_open() is not None
+
+
+def test_7_redis_work_per_message_does_not_grow_with_the_room(
+    nodes: Nodes, redis_server: RedisServer
+) -> None:
+    a, b = nodes.start(), nodes.start()
+    members = [nodes.client(a if i % 2 else b, f"m{i}") for i in range(10)]
+    for wire in members:
+        join(wire, "big")
+    nodes.client(a, "elsewhere").send_json({"type": "join", "room": "only-a"})
+    with Redis.from_url(redis_server.url) as redis:
+        redis.config_resetstat()
+        count = 50
+        for n in range(count):
+            members[0].send_json({"type": "publish", "room": "big", "data": n, "id": n})
+        until(members[0], lambda m: m.get("type") == "ack" and m["id"] == count - 1)
+        stats = redis.info("commandstats")
+        scripts = stats.get("cmdstat_evalsha", {}).get("calls", 0) + stats.get(
+            "cmdstat_eval", {}
+        ).get("calls", 0)
+        assert scripts == count  # one script per message, whatever the room's size
+        assert stats["cmdstat_publish"]["calls"] == count  # from inside the script, once
+        subscribers = [c for c in redis.client_list() if int(c["sub"]) > 0]
+        assert len(subscribers) == 2  # one pub/sub connection per node
+        channels = sorted(c.decode() for c in redis.pubsub_channels())
+        assert channels == ["wshub:{big}", "wshub:{only-a}"]
+        assert redis.pubsub_numsub("wshub:{only-a}")[0][1] == 1  # only node a has a member
+
+
+def test_processes_share_one_port_and_stop_together(redis_server: RedisServer) -> None:
+    with HubProcess(f"--broker={redis_server.url}", "--processes=2") as server:
+        wait_for(lambda: server.log().count("listening on") == 2, 10, what="both workers up")
+        wires = [HubWire(server.port, f"c{n}") for n in range(24)]
+        spread: dict[str, int] = {}
+        for wire in wires:
+            spread[wire.welcome["node"]] = spread.get(wire.welcome["node"], 0) + 1
+        assert len(spread) == 2 and min(spread.values()) >= 4, spread
+        for wire in wires:
+            join(wire, "r")
+        wires[0].send_json({"type": "publish", "room": "r", "data": "all"})
+        for wire in wires[1:]:
+            assert until(wire, lambda m: m["type"] == "message")["data"] == "all"
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(10) == 0
+        for wire in wires:
+            assert wire.ending().code == 1001
