@@ -17,6 +17,7 @@ from redis import Redis
 
 from tests.hostile.hubwire import HubWire
 from tests.hostile.proc import HubProcess, wait_for
+from tests.nginx_proxy import NginxProxy
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -286,3 +287,23 @@ def test_processes_share_one_port_and_stop_together(redis_server: RedisServer) -
         assert server.proc.wait(10) == 0
         for wire in wires:
             assert wire.ending().code == 1001
+
+
+def test_8_through_nginx_clients_of_both_nodes_share_rooms(nodes: Nodes) -> None:
+    a, b = nodes.start(), nodes.start()
+    proxy = NginxProxy([a.port, b.port])
+    try:
+        wires = [HubWire(proxy.port, f"c{n}") for n in range(6)]
+        nodes.wires.extend(wires)
+        assert {w.welcome["node"] for w in wires} == {a.health()["node"], b.health()["node"]}
+        for wire in wires:
+            join(wire, "r")
+        last = join(nodes.client(a, "direct"), "r")
+        assert last["member_count"] == 7
+        wires[0].send_json({"type": "publish", "room": "r", "data": "via nginx", "id": 1})
+        for wire in wires:
+            got = until(wire, lambda m: m["type"] == "message")
+            assert (got["seq"], got["data"]) == (1, "via nginx")
+        assert until(wires[0], lambda m: m["type"] == "ack")["seq"] == 1
+    finally:
+        proxy.stop()
