@@ -75,6 +75,11 @@ define(
     help="seconds a node that stopped heart-beating keeps its members in presence (redis broker)",
 )
 define(
+    "presence_limit",
+    default=_defaults.presence_limit,
+    help="members a room lists in joined and announces one by one; beyond, counts once a second",
+)
+define(
     "send_threads",
     default=default_threads(),
     help="threads a big fan-out's sends are spread over, GIL released (0: through the transports)",
@@ -146,6 +151,7 @@ def hub_settings(fd_limit: int) -> HubSettings:
         rate_burst=options.rate_burst,
         max_rooms_per_connection=options.max_rooms_per_connection,
         max_connections_per_ip=options.max_connections_per_ip,
+        presence_limit=options.presence_limit,
     )
 
 
@@ -214,7 +220,9 @@ def check_broker_options() -> None:
 def make_broker(settings: HubSettings) -> Broker:
     """The broker the options name (checked by `check_broker_options`)."""
     if options.broker == "memory":
-        return MemoryBroker(settings.history_size, settings.history_ttl)
+        return MemoryBroker(
+            settings.history_size, settings.history_ttl, presence_limit=settings.presence_limit
+        )
     from hub.redis_broker import RedisBroker  # redis-py is needed only here
 
     return RedisBroker(
@@ -222,6 +230,7 @@ def make_broker(settings: HubSettings) -> Broker:
         history_size=settings.history_size,
         history_ttl=settings.history_ttl,
         node_timeout=options.node_timeout,
+        presence_limit=settings.presence_limit,
     )
 
 

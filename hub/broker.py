@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 from hub import protocol
@@ -93,8 +94,41 @@ class Broker(Protocol):
     def expire(self, now: float) -> int:
         """Forget histories of rooms empty for longer than the TTL; return how many."""
 
+    def announce_counts(self) -> None:
+        """Send count events for rooms over the presence limit whose count changed
+        (called once a second)."""
+
     def stats(self) -> dict[str, Any]:
         """Counters for /healthz."""
+
+
+class PresenceCounts:
+    """Which rooms' member counts changed unannounced, and what was last announced:
+    at most one count event per room per second, and only for a real change."""
+
+    __slots__ = ("_changed", "_announced")
+
+    def __init__(self) -> None:
+        self._changed: set[str] = set()
+        self._announced: dict[str, int] = {}
+
+    def changed(self, room: str) -> None:
+        self._changed.add(room)
+
+    def take(self) -> set[str]:
+        rooms, self._changed = self._changed, set()
+        return rooms
+
+    def should_announce(self, room: str, count: int, limit: int) -> bool:
+        """Whether to send ``count`` for ``room``: it is over ``limit``, or was
+        announced over it before (the last count on the way back down), and it
+        changed since the last count sent."""
+        last = self._announced.get(room)
+        if count <= limit:
+            self._announced.pop(room, None)
+            return last is not None and last != count
+        self._announced[room] = count
+        return last != count
 
 
 def _now_ms() -> int:
@@ -117,8 +151,10 @@ class MemoryBroker:
         history_ttl: float,
         clock: Callable[[], float] = time.monotonic,
         wall_clock_ms: Callable[[], int] = _now_ms,
+        presence_limit: int = 1000,
     ) -> None:
         self.node = new_node_id()
+        self.presence_limit = presence_limit
         self.history_size = history_size
         self.history_ttl = history_ttl
         self._clock = clock
@@ -128,6 +164,7 @@ class MemoryBroker:
         # N members gets all N, and encoding N dicts per join made big rooms slow.
         self._presence: dict[str, dict[str, str]] = {}
         self._empty: dict[str, None] = {}  # rooms without members, oldest-emptied first
+        self._counts = PresenceCounts()
         self._deliver: Deliver = _drop
 
     def attach(self, deliver: Deliver) -> None:
@@ -152,18 +189,24 @@ class MemoryBroker:
         if not present:
             self._empty.pop(room, None)
             history.empty_since = None
+        limit = self.presence_limit
         if member["client_id"] not in present:
             present[member["client_id"]] = protocol.to_json(member)
-            self._deliver(
-                room, protocol.presence_frame(room, "join", member), member["client_id"], False
-            )
+            if len(present) <= limit:
+                self._deliver(
+                    room, protocol.presence_frame(room, "join", member), member["client_id"], False
+                )
+            else:
+                self._counts.changed(room)
+        count = len(present)
+        listed = present.values() if count <= limit else islice(present.values(), limit)
         done(
             JoinResult(
                 history.epoch,
                 history.seq,
-                len(present),
-                "[" + ",".join(present.values()) + "]",
-                False,
+                count,
+                "[" + ",".join(listed) + "]",
+                count > limit,
                 history.replay(since, epoch),
             )
         )
@@ -172,9 +215,12 @@ class MemoryBroker:
         present = self._presence.get(room)
         if not present or present.pop(member["client_id"], None) is None:
             return
-        self._deliver(
-            room, protocol.presence_frame(room, "leave", member), member["client_id"], False
-        )
+        if len(present) < self.presence_limit:
+            self._deliver(
+                room, protocol.presence_frame(room, "leave", member), member["client_id"], False
+            )
+        else:
+            self._counts.changed(room)
         if not present:
             del self._presence[room]
             self._histories[room].empty_since = self._clock()
@@ -207,6 +253,15 @@ class MemoryBroker:
             del self._histories[room]
             expired += 1
         return expired
+
+    def announce_counts(self) -> None:
+        """Tell the members of rooms over the presence limit how many they are now
+        (called once a second), in place of the joins and leaves not announced."""
+        for room in self._counts.take():
+            present = self._presence.get(room)
+            count = len(present) if present else 0
+            if self._counts.should_announce(room, count, self.presence_limit):
+                self._deliver(room, protocol.count_frame(room, count), None, False)
 
     def stats(self) -> dict[str, Any]:
         return {

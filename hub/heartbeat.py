@@ -1,10 +1,13 @@
-"""The one timer that keeps connections honest: pings, stale eviction, history expiry."""
+"""The hub-level timers: pings, stale eviction and history expiry; presence counts."""
 
 from __future__ import annotations
 
 from tornado.ioloop import PeriodicCallback
 
 from hub.hub import Hub
+
+COUNT_INTERVAL = 1.0
+"""Seconds between presence count events of a room over the presence limit."""
 
 
 class Heartbeat:
@@ -19,9 +22,12 @@ class Heartbeat:
         settings = hub.settings
         tick = min(settings.ping_interval, settings.ping_timeout) / 2
         self.callback = PeriodicCallback(hub.sweep, max(tick, 0.01) * 1000)
+        self.counts = PeriodicCallback(hub.announce_counts, COUNT_INTERVAL * 1000)
 
     def start(self) -> None:
         self.callback.start()
+        self.counts.start()
 
     def stop(self) -> None:
         self.callback.stop()
+        self.counts.stop()

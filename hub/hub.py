@@ -71,7 +71,10 @@ class Hub:
     ) -> None:
         self.settings = settings = settings or HubSettings()
         self.broker: Broker = broker or MemoryBroker(
-            settings.history_size, settings.history_ttl, clock=clock
+            settings.history_size,
+            settings.history_ttl,
+            clock=clock,
+            presence_limit=settings.presence_limit,
         )
         self.clock = clock
         self.peers: dict[str, Peer] = {}  # client_id -> every registered connection
@@ -235,7 +238,12 @@ class Hub:
         self.send(
             peer,
             protocol.joined_frame(
-                room, result.epoch, result.seq, result.members_json, result.member_count
+                room,
+                result.epoch,
+                result.seq,
+                result.members_json,
+                result.member_count,
+                result.truncated,
             ),
         )
         replay = result.replay
@@ -329,6 +337,10 @@ class Hub:
         self.outbox.write_batch = writer
 
     # -- heartbeats ---------------------------------------------------------------
+
+    def announce_counts(self) -> None:
+        """Once a second: member counts of rooms too big to announce each member."""
+        self.broker.announce_counts()
 
     def sweep(self) -> None:
         """Evict connections silent for too long, ping all every ping_interval,

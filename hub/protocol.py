@@ -153,12 +153,19 @@ def to_json(value: Any) -> str:
 
 
 def joined_frame(
-    room: str, epoch: str, seq: int, members_json: str, member_count: int | None = None
+    room: str,
+    epoch: str,
+    seq: int,
+    members_json: str,
+    member_count: int | None = None,
+    truncated: bool = False,
 ) -> bytes:
     """Frame ``joined`` around an already encoded member list."""
     joined: dict[str, Any] = {"type": "joined", "room": room, "epoch": epoch, "seq": seq}
     if member_count is not None:
         joined["member_count"] = member_count
+    if truncated:
+        joined["members_truncated"] = True
     head = _compact(joined)
     return frame(f'{head[:-1]},"members":{members_json}}}'.encode(), OP_TEXT)
 
@@ -192,6 +199,14 @@ def message_frame(
         return encode(message)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(BAD_REQUEST, f'"data" cannot be relayed: {exc}') from None
+
+
+def count_frame(room: str, member_count: int) -> bytes:
+    """Frame the presence event that replaces joins and leaves in a room over the
+    presence limit."""
+    return encode(
+        {"type": "presence", "room": room, "event": "count", "member_count": member_count}
+    )
 
 
 def presence_frame(room: str, event: str, member: dict[str, str]) -> bytes:

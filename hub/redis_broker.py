@@ -39,7 +39,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub import protocol
-from hub.broker import UNAVAILABLE, JoinResult, new_node_id
+from hub.broker import UNAVAILABLE, JoinResult, PresenceCounts, new_node_id
 from hub.frames import OP_TEXT, frame
 from hub.history import Replay
 from hub.redis_rooms import RedisRooms, channel
@@ -149,6 +149,7 @@ class RedisBroker:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._pongs: dict[str, asyncio.Future[None]] = {}
+        self._counts = PresenceCounts()
         self._tokens = itertools.count(1)
 
     def attach(self, deliver: Deliver) -> None:
@@ -408,6 +409,27 @@ class RedisBroker:
                 done(seq, None)
             else:
                 room.waiting.append((epoch, seq, lambda done=done, seq=seq: done(seq, None)))
+
+    def announce_counts(self) -> None:
+        names = [name for name, room in self._rooms.items() if room.members]
+        if names and self.connected:
+            asyncio.ensure_future(self._announce_counts(names))
+
+    async def _announce_counts(self, names: list[str]) -> None:
+        """Each node tells its own members: one pipeline of HLENs (one per room with
+        members here) a second. Joins and leaves on other nodes change the count
+        too, unannounced once the room is over the limit, so every room is asked."""
+        try:
+            counts = await self.rooms_store.member_counts(names)
+        except (RedisError, OSError) as error:
+            self._set_connected(False, error)
+            return
+        for name, count in zip(names, counts, strict=True):
+            room = self._rooms.get(name)
+            if room is None:
+                continue
+            if self._counts.should_announce(name, count, self.rooms_store.presence_limit):
+                self._deliver(name, protocol.count_frame(name, count), None, False)
 
     def expire(self, now: float) -> int:
         """Nothing to do: Redis expires an empty room's keys itself (see `hub.redis_rooms`)."""

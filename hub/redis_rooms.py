@@ -224,6 +224,13 @@ class RedisRooms:
         await pipe.execute()
         return removed
 
+    async def member_counts(self, rooms: list[str]) -> list[int]:
+        """Members of each room over all nodes, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for room in rooms:
+            pipe.hlen(room_keys(room)[2])
+        return [int(n) for n in await pipe.execute()]
+
     async def room_state(self, room: str) -> tuple[str | None, int, int]:
         """(epoch, seq, member_count) of a room; epoch None when Redis holds nothing of it."""
         keys = room_keys(room)

@@ -27,5 +27,8 @@ class HubSettings:
     """Rooms one connection may be in at once (0 disables)."""
     max_connections_per_ip: int = 1_000
     """Connections from one client address (0 disables); generous for users behind NAT."""
+    presence_limit: int = 1000
+    """Members a room lists in ``joined`` and announces one by one; beyond it,
+    ``joined`` lists this many and per-member events become count events."""
     lossy_threshold: int = 16 * 1024
     """Queued bytes above which ephemeral messages are skipped for a member."""

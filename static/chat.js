@@ -163,9 +163,10 @@ function renderRooms() {
 
 function renderPresence() {
   const members = app.hub.members(app.current);
+  const count = app.hub.memberCount(app.current);
   renderPeople($("people"), members, app.hub.clientId);
-  $("people-count").textContent = members.length ? `(${members.length})` : "";
-  $("room-count").textContent = members.length ? `${members.length} present` : "";
+  $("people-count").textContent = count ? `(${count})` : "";
+  $("room-count").textContent = count ? `${count} online` : "";
 }
 
 function switchTo(room) {

@@ -274,6 +274,18 @@ export class HubClient {
   }
 
   /**
+   * How many are in the room, on every node. In a room over the server's
+   * presence limit, members() lists only some of them and this number is
+   * kept current by "count" presence events (at most one a second).
+   * @param {string} room
+   * @returns {number}
+   */
+  memberCount(room) {
+    const r = this.rooms.get(room);
+    return r ? (r.memberCount ?? r.members.size) : 0;
+  }
+
+  /**
    * The resume point of a room: save it (e.g. in sessionStorage) and pass it
    * back to join() after a page reload to get what happened meanwhile.
    * @param {string} room
@@ -529,6 +541,8 @@ export class HubClient {
       r.lastSeq = m.seq;
     }
     r.members = new Map((m.members || []).map((x) => [x.client_id, x]));
+    r.memberCount = m.member_count ?? r.members.size;
+    r.truncated = Boolean(m.members_truncated);
     const payload = { ...m, previousEpoch, resumed };
     this._settle(id, true, payload);
     this._emit("joined", payload);
@@ -536,6 +550,7 @@ export class HubClient {
       room: m.room,
       event: "sync",
       members: [...r.members.values()],
+      memberCount: r.memberCount,
     });
   }
 
@@ -553,9 +568,19 @@ export class HubClient {
   _onPresence(m) {
     const r = this.rooms.get(m.room);
     if (!r) return;
-    if (m.event === "join") r.members.set(m.member.client_id, m.member);
-    if (m.event === "leave") r.members.delete(m.member.client_id);
-    this._emit("presence", { ...m, members: [...r.members.values()] });
+    if (m.event === "join" && !r.members.has(m.member.client_id)) {
+      r.members.set(m.member.client_id, m.member);
+      r.memberCount += 1;
+    } else if (m.event === "leave" && r.members.delete(m.member.client_id)) {
+      r.memberCount -= 1;
+    } else if (m.event === "count") {
+      r.memberCount = m.member_count; // a room over the presence limit
+    }
+    this._emit("presence", {
+      ...m,
+      members: [...r.members.values()],
+      memberCount: r.memberCount,
+    });
   }
 
   _onError(m) {

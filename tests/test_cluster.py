@@ -307,3 +307,18 @@ def test_8_through_nginx_clients_of_both_nodes_share_rooms(nodes: Nodes) -> None
         assert until(wires[0], lambda m: m["type"] == "ack")["seq"] == 1
     finally:
         proxy.stop()
+
+
+def test_presence_limit_holds_for_the_room_over_all_nodes(nodes: Nodes) -> None:
+    a, b = nodes.start("--presence_limit=2"), nodes.start("--presence_limit=2")
+    ann, bob = nodes.client(a, "ann"), nodes.client(b, "bob")
+    join(ann, "r")
+    join(bob, "r")
+    until(ann, lambda m: m["type"] == "presence")  # bob's join: within the limit
+    carl = nodes.client(b, "carl")
+    joined = join(carl, "r")
+    assert joined["member_count"] == 3 and joined["members_truncated"] is True
+    assert len(joined["members"]) == 2
+    # ann (on the other node) is not told of carl one by one, but counted within ~1 s
+    count = until(ann, lambda m: m["type"] == "presence", timeout=3)
+    assert (count["event"], count["member_count"]) == ("count", 3)
