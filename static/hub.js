@@ -433,7 +433,7 @@ export class HubClient {
     if (r && r.joinedSeq === undefined && err.code !== "timeout") this.rooms.delete(room);
   }
 
-  _sendJoin(room) {
+  _sendJoin(room, attempt = 0) {
     const r = this.rooms.get(room);
     const frame = { type: "join", room };
     if (r.wantHistory) {
@@ -442,7 +442,16 @@ export class HubClient {
     }
     r.sentSince = frame.since;
     r.sentEpoch = frame.epoch ?? null;
-    return this._request(frame, "join", room);
+    return this._request(frame, "join", room).catch((err) => {
+      if (err.code !== "unavailable" || !this.rooms.has(room)) throw err;
+      // The server cannot reach its broker (Redis) right now: try again, with backoff.
+      const delay = backoffDelay(attempt, this.options.minDelay, this.options.maxDelay);
+      return new Promise((resolve) => setTimeout(resolve, delay)).then(() => {
+        if (this.state !== "open") throw new HubError("connection_lost", "dropped before joining");
+        if (!this.rooms.has(room)) throw err;
+        return this._sendJoin(room, attempt + 1);
+      });
+    });
   }
 
   async _rejoinAll() {
