@@ -20,14 +20,14 @@ from typing import Any
 
 import tornado
 
-from bench import scenarios
+from bench import cluster, scenarios
 from bench.procstat import raise_nofile_limit
 from bench.progress import Progress
 from bench.report import render_markdown, render_text, to_json
 from bench.servers import KINDS, REPO_ROOT
-from bench.suite import Case, full_suite, quick_suite
+from bench.suite import Case, cluster_cases, full_suite, quick_suite
 
-TYPES = ("idle", "fanout", "slow", "handshake", "steady")
+TYPES = ("idle", "fanout", "slow", "handshake", "steady", *cluster.SCENARIOS)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def select_cases(args: argparse.Namespace) -> list[Case]:
-    cases = quick_suite() if args.quick else full_suite()
+    cases = (quick_suite() if args.quick else full_suite()) + cluster_cases(args.quick)
     wanted = set(args.scenarios)
     if "all" not in wanted:
         cases = [c for c in cases if c.type in wanted or c.name in wanted]
@@ -162,6 +162,27 @@ async def run_group(
     return await scenarios.fanout(env, kind, p["subscribers"], phases)
 
 
+async def run_cluster_case(env: scenarios.Env, case: Case) -> dict[str, Any]:
+    """A scale-out case: it runs both of its configurations itself (bench.cluster)."""
+    why = cluster.available()
+    if why is not None:
+        env.progress.log(f"[{case.name}] skipped: {why}")
+        runs: dict[str, Any] = {"ours": {"error": f"skipped: {why}"}, "baseline": {}}
+    else:
+        try:
+            runs = await cluster.SCENARIOS[case.type](env, case.params)
+        except Exception as exc:  # one failed case must not lose the others
+            env.progress.log(f"[{case.name}] FAILED: {type(exc).__name__}: {exc}")
+            runs = {"ours": {"error": f"{type(exc).__name__}: {exc}"}, "baseline": {}}
+    return {
+        "name": case.name,
+        "type": case.type,
+        "description": case.description,
+        "params": case.params,
+        "runs": runs,
+    }
+
+
 def grouped(cases: list[Case]) -> list[list[Case]]:
     """Consecutive cases with the same group (and subscriber count) run together."""
     out: list[list[Case]] = []
@@ -200,6 +221,10 @@ async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str,
         kinds = [dataclasses.replace(k, root=root) if k.name == "ours" else k for k in kinds]
     out = []
     for group in grouped(cases):
+        if group[0].type in cluster.SCENARIOS:
+            out.append(await run_cluster_case(env, group[0]))
+            env.progress.log(render_text(out[-1:]))
+            continue
         runs: list[dict[str, Any]] = [{} for _ in group]
         for kind in kinds:
             if not kind.available():

@@ -105,7 +105,60 @@ STEADY = [
     Metric("server_cpu_us_per_delivery", "server CPU µs/delivery", "lower", "{:.2f}"),
     Metric("server_cpu_util", "server CPU util", "", "{:.0%}"),
 ]
-METRICS = {"fanout": FANOUT, "idle": IDLE, "handshake": HANDSHAKE, "slow": SLOW, "steady": STEADY}
+CLUSTER_FANOUT = [
+    Metric("messages_sent", "messages sent", "", "{:,}"),
+    Metric("lost", "lost (expected - received)", "", "{:,}", "0", 0),
+    Metric(
+        "server_cpu_us_per_delivery",
+        "server CPU µs/delivery (all nodes)",
+        "lower",
+        "{:.2f}",
+        "≤ 1.3× one node",
+    ),
+    Metric("redis_cpu_us_per_message", "Redis CPU µs/message", "", "{:.0f}"),
+    Metric("deliveries_per_s", "deliveries/s", "higher", "{:,.0f}"),
+    Metric("ramp_s", "ramp-up (connect + join) s", "lower", "{:.1f}"),
+]
+CLUSTER_PUBLISH = [
+    Metric("acked", "messages acked", "", "{:,}"),
+    Metric("messages_per_s", "messages/s", "higher", "{:,.0f}", "≥ 20,000 (Redis)"),
+    Metric("server_cpu_us_per_message", "server CPU µs/message", "lower", "{:.1f}"),
+    Metric("redis_cpu_us_per_message", "Redis CPU µs/message", "", "{:.1f}"),
+]
+JOIN_STORM = [
+    Metric("clients", "clients", "", "{:,}"),
+    Metric("join_storm_s", "seconds until all joined", "lower", "{:.2f}", "≤ 3 (1 node), ≤ 4 (2)"),
+    Metric("joins_per_s", "joins/s", "higher", "{:,.0f}"),
+    Metric("server_cpu_us_per_join", "server CPU µs/join (all nodes)", "lower", "{:.0f}"),
+    Metric("failed", "failed", "", "{:,}", "0", 0),
+]
+METRICS = {
+    "fanout": FANOUT,
+    "idle": IDLE,
+    "handshake": HANDSHAKE,
+    "slow": SLOW,
+    "steady": STEADY,
+    "cluster-fanout": CLUSTER_FANOUT,
+    "cluster-publish": CLUSTER_PUBLISH,
+    "join-storm": JOIN_STORM,
+}
+COLUMNS = {
+    "cluster-fanout": ("2 nodes, Redis", "1 node, memory"),
+    "cluster-publish": ("via Redis", "memory broker"),
+    "join-storm": ("2 nodes, Redis", "1 node, memory"),
+}
+"""Column names of the cases that compare two configurations of ours, not ours
+with the baseline; their last column is then the plain ratio first ÷ second."""
+
+
+def _ratio(first: Any, second: Any) -> float | None:
+    if isinstance(first, (int, float)) and isinstance(second, (int, float)) and second:
+        return first / second
+    return None
+
+
+def columns(case_type: str) -> tuple[str, str]:
+    return COLUMNS.get(case_type, ("ours", "baseline"))
 
 
 def gain(metric: Metric, ours: Any, base: Any) -> float | None:
@@ -125,16 +178,18 @@ def compare(case: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of {metric, ours, baseline, gain, target} for one case."""
     rows = []
     ours, base = case["runs"].get("ours"), case["runs"].get("baseline")
+    ratio = case["type"] in COLUMNS
     for m in METRICS[case["type"]]:
         o = ours.get(m.key) if ours else None
         b = base.get(m.key) if base else None
+        g = None if ratio else gain(m, o, b)
         rows.append(
             {
                 "metric": m.label,
                 "key": m.key,
                 "ours": o,
                 "baseline": b,
-                "gain": gain(m, o, b),
+                "gain": (_ratio(o, b) if m.better else None) if ratio else g,
                 "target": m.target,
                 "ours_text": m.show(o) if ours else "n/a",
                 "baseline_text": m.show(b) if base else "n/a",
@@ -164,7 +219,9 @@ def render_text(cases: list[dict[str, Any]]) -> str:
         for r in compare(case):
             g = f"{r['gain']:.2f}x" if r["gain"] else ""
             rows.append([r["metric"], r["ours_text"], r["baseline_text"], g, r["target"]])
-        out.append(_table(["metric", "ours", "baseline", "gain", "target"], rows))
+        first, second = columns(case["type"])
+        last = "ratio" if case["type"] in COLUMNS else "gain"
+        out.append(_table(["metric", first, second, last, "target"], rows))
         for server, run in case["runs"].items():
             if run.get("errors"):
                 out.append(f"  {server} errors: {run['errors']}")
@@ -178,7 +235,9 @@ def render_markdown(cases: list[dict[str, Any]]) -> str:
     out = []
     for case in cases:
         out.append(f"\n### {case['name']}\n\n{case['description']}\n")
-        out.append("| metric | ours | baseline | gain | target (ours) |")
+        first, second = columns(case["type"])
+        last = "ratio" if case["type"] in COLUMNS else "gain"
+        out.append(f"| metric | {first} | {second} | {last} | target |")
         out.append("|---|---:|---:|---:|---|")
         for r in compare(case):
             g = f"{r['gain']:.2f}×" if r["gain"] else ""

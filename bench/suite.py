@@ -76,6 +76,34 @@ def full_suite() -> list[Case]:
     ]
 
 
+def cluster_cases(quick: bool) -> list[Case]:
+    """Scale-out cases (bench.cluster): each runs both configurations itself."""
+    subscribers, published, storm = (200, 2_000, 500) if quick else (10_000, 20_000, 10_000)
+    return [
+        Case(
+            "cluster-fanout",
+            "cluster-fanout",
+            f"{subscribers:,} subscribers split over 2 nodes on Redis vs all on 1 node (memory"
+            " broker), 100 messages of ~100 B, ack window 32",
+            {"subscribers": subscribers, "messages": 100},
+        ),
+        Case(
+            "cluster-publish",
+            "cluster-publish",
+            f"{published:,} messages as fast as an ack window of 256 allows, one node through"
+            " Redis vs the memory broker, to a 10-member room",
+            {"members": 10, "messages": published, "window": 256},
+        ),
+        Case(
+            "join-storm",
+            "join-storm",
+            f"{storm:,} clients connect and join one room: 2 nodes on Redis vs 1 node (memory"
+            " broker); presence_limit 1000",
+            {"clients": storm},
+        ),
+    ]
+
+
 def quick_suite() -> list[Case]:
     return [
         Case("idle-200", "idle", "200 idle connections (quick)", {"connections": 200}),

@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_CASES = {"idle-200", "handshakes-500", "fanout-200", "steady-200", "slow-200"}
+CLUSTER_CASES = {"cluster-fanout", "cluster-publish", "join-storm"}
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_report_has_every_case_for_both_servers(report: dict) -> None:
     assert {"command", "python", "tornado"} <= set(report["meta"])
     names = {c["name"] for c in report["cases"]}
-    assert names == QUICK_CASES
+    assert names == QUICK_CASES | CLUSTER_CASES
     for case in report["cases"]:
         assert set(case["runs"]) == {"ours", "baseline"}, case["name"]
+        if case["name"] in CLUSTER_CASES and "redis-server is missing" in str(case["runs"]):
+            continue  # skipped, saying so (CI installs redis-server)
         for server, run in case["runs"].items():
             assert "error" not in run, (case["name"], server, run.get("error"))
         assert case["comparison"], case["name"]
@@ -82,3 +85,21 @@ def test_handshakes_all_succeed(report: dict) -> None:
     for name, run in runs(report, "handshake"):
         assert run["handshakes"] == run["attempted"], (name, run["errors"])
         assert run["handshakes_per_s"] > 0, name
+
+
+def test_cluster_cases_compare_two_nodes_on_redis_with_one_node(report: dict) -> None:
+    for case in report["cases"]:
+        if case["name"] not in CLUSTER_CASES:
+            continue
+        cluster, single = case["runs"]["ours"], case["runs"]["baseline"]
+        if "redis-server is missing" in str(cluster.get("error", "")):
+            pytest.skip("redis-server is missing (apt-get install redis-server)")
+        if case["type"] == "cluster-fanout":
+            assert cluster["nodes"] == 2 and single["nodes"] == 1
+            assert cluster["lost"] == single["lost"] == 0
+            assert cluster["redis_cpu_us_per_message"] is not None
+        elif case["type"] == "cluster-publish":
+            assert cluster["acked"] == single["acked"] == case["params"]["messages"]
+        else:
+            assert cluster["failed"] == single["failed"] == 0
+            assert cluster["memberships_on_node_1"] + 0 < case["params"]["clients"]  # split

@@ -1,0 +1,240 @@
+"""Scale-out scenarios: nodes sharing a real redis-server, each run side by side
+with one node on the memory broker in the same benchmark run.
+
+* ``cluster-fanout``: N subscribers split over 2 nodes, one publisher on the
+  first; server CPU per delivery summed over the nodes, Redis's CPU per message.
+* ``cluster-publish``: one node publishing through Redis to a 10-member room
+  as fast as its ack window allows; messages/s and CPU per message.
+* ``join-storm``: N clients connect and join one room; seconds until all joined.
+
+Every wait is bounded; servers, Redis and workers are stopped in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from bench.pool import WorkerPool
+from bench.procstat import cpu_seconds
+from bench.publisher import connect_publisher, publish
+from bench.scenarios import Env, make_configs, ramp_tick, running_server, wait_quiet
+from bench.servers import OURS, ServerProcess, free_port
+
+ONE_NODE = "one node, memory broker"
+TWO_NODES = "two nodes, Redis broker"
+
+
+@asynccontextmanager
+async def redis_server(host: str = "127.0.0.1") -> AsyncIterator[tuple[str, int]]:
+    """A throw-away redis-server (no persistence); yields (url, pid)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is missing (apt-get install redis-server)")
+    port = free_port(host)
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"]
+        + ["--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((host, port), 0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                await asyncio.sleep(0.05)
+        yield f"redis://{host}:{port}/0", proc.pid
+    finally:
+        proc.kill()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@asynccontextmanager
+async def cluster(env: Env, nodes: int, broker: str | None) -> AsyncIterator[list[ServerProcess]]:
+    """``nodes`` of our server, on ``broker`` (None: the memory broker)."""
+    extra = [f"--broker={broker}"] if broker else []
+    async with running_server(env, OURS, extra) as first:
+        if nodes == 1:
+            yield [first]
+            return
+        async with running_server(env, OURS, extra) as second:
+            yield [first, second]
+
+
+def split_configs(env: Env, servers: list[ServerProcess], n: int, **kw: Any) -> list[Any]:
+    """Subscriber worker configs for ``n`` clients spread evenly over ``servers``."""
+    configs = []
+    for index, server in enumerate(servers):
+        share = n // len(servers) + (1 if index < n % len(servers) else 0)
+        configs += make_configs(env, server, "subscribe", share, **kw)
+    return [dataclasses.replace(c, index=i) for i, c in enumerate(configs)]
+
+
+def cpu_of(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+async def _fanout_once(
+    env: Env, label: str, nodes: int, broker: str | None, redis_pid: int | None, p: dict[str, Any]
+) -> dict[str, Any]:
+    subscribers, room = p["subscribers"], "bench-room"
+    async with cluster(env, nodes, broker) as servers:
+        pool = WorkerPool(
+            split_configs(env, servers, subscribers, room=room, probe_every=subscribers // 100)
+        )
+        try:
+            t_ramp = time.monotonic()
+            await pool.wait_for("ready", 600, ramp_tick(env, label, pool, subscribers))
+            ramp_s = time.monotonic() - t_ramp
+            pub = await connect_publisher(servers[0].host, servers[0].port, room)
+            for server in servers:
+                await wait_quiet(server.pid)
+            pids = [s.pid for s in servers]
+            base = pool.total("received")
+            cpu0 = cpu_of(pids)
+            redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
+            t0 = time.monotonic()
+            res = await publish(pub, p["messages"], p.get("size", 100), p.get("window", 32))
+            expected = subscribers * res.sent
+            deadline = time.monotonic() + 30
+            while pool.total("received") - base < expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            wall = time.monotonic() - t0
+            received = pool.total("received") - base
+            server_cpu = cpu_of(pids) - cpu0
+            redis_cpu = (cpu_seconds(redis_pid) - redis0) if redis_pid else 0.0
+            pub.close()
+            await pool.stop()
+        finally:
+            pool.close()
+    env.progress.done()
+    return {
+        "nodes": nodes,
+        "subscribers": subscribers,
+        "messages_sent": res.sent,
+        "received": received,
+        "lost": expected - received,
+        "deliveries_per_s": received / max(wall, 1e-9),
+        "server_cpu_us_per_delivery": server_cpu * 1e6 / received if received else None,
+        "redis_cpu_us_per_message": redis_cpu * 1e6 / res.sent if redis_pid and res.sent else None,
+        "ramp_s": ramp_s,
+    }
+
+
+async def cluster_fanout(env: Env, p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One node on the memory broker, then two nodes on Redis, same load."""
+    single = await _fanout_once(env, f"cluster-fanout {ONE_NODE}", 1, None, None, p)
+    async with redis_server(env.host) as (url, pid):
+        double = await _fanout_once(env, f"cluster-fanout {TWO_NODES}", 2, url, pid, p)
+    return {"ours": double, "baseline": single}
+
+
+async def _publish_once(
+    env: Env, label: str, broker: str | None, redis_pid: int | None, p: dict[str, Any]
+) -> dict[str, Any]:
+    members, room = p["members"], "bench-small"
+    async with cluster(env, 1, broker) as servers:
+        pool = WorkerPool(split_configs(env, servers, members, room=room, probe_every=0))
+        try:
+            await pool.wait_for("ready", 60, ramp_tick(env, label, pool, members))
+            pub = await connect_publisher(servers[0].host, servers[0].port, room)
+            await wait_quiet(servers[0].pid)
+            env.progress.update(f"[{label}] publishing {p['messages']:,} messages")
+            cpu0 = cpu_seconds(servers[0].pid)
+            redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
+            t0 = time.monotonic()
+            res = await publish(pub, p["messages"], p.get("size", 100), p.get("window", 256))
+            wall = time.monotonic() - t0
+            server_cpu = cpu_seconds(servers[0].pid) - cpu0
+            redis_cpu = (cpu_seconds(redis_pid) - redis0) if redis_pid else 0.0
+            pub.close()
+            await pool.stop()
+        finally:
+            pool.close()
+    env.progress.done()
+    return {
+        "members": members,
+        "messages_sent": res.sent,
+        "acked": res.acked,
+        "messages_per_s": res.acked / max(wall, 1e-9),
+        "server_cpu_us_per_message": server_cpu * 1e6 / res.acked if res.acked else None,
+        "redis_cpu_us_per_message": redis_cpu * 1e6 / res.acked
+        if redis_pid and res.acked
+        else None,
+    }
+
+
+async def cluster_publish(env: Env, p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    single = await _publish_once(env, f"cluster-publish {ONE_NODE}", None, None, p)
+    async with redis_server(env.host) as (url, pid):
+        through = await _publish_once(env, "cluster-publish one node, Redis broker", url, pid, p)
+    return {"ours": through, "baseline": single}
+
+
+async def _storm_once(
+    env: Env, label: str, nodes: int, broker: str | None, p: dict[str, Any]
+) -> dict[str, Any]:
+    clients = p["clients"]
+    async with cluster(env, nodes, broker) as servers:
+        pool = WorkerPool(split_configs(env, servers, clients, room="storm", probe_every=0))
+        try:
+            cpu0 = cpu_of([s.pid for s in servers])
+            t0 = time.monotonic()
+            await pool.wait_for("ready", 600, ramp_tick(env, label, pool, clients))
+            seconds = time.monotonic() - t0
+            server_cpu = cpu_of([s.pid for s in servers]) - cpu0
+            failed = pool.total("failed", "ready")
+            health = await asyncio.to_thread(servers[0].healthz, 30.0)
+            await pool.stop()
+        finally:
+            pool.close()
+    env.progress.done()
+    return {
+        "nodes": nodes,
+        "clients": clients,
+        "join_storm_s": seconds,
+        "joins_per_s": clients / max(seconds, 1e-9),
+        "server_cpu_us_per_join": server_cpu * 1e6 / clients,
+        "failed": failed,
+        "memberships_on_node_1": health.get("memberships"),
+    }
+
+
+async def join_storm(env: Env, p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    single = await _storm_once(env, f"join-storm {ONE_NODE}", 1, None, p)
+    async with redis_server(env.host) as (url, _pid):
+        double = await _storm_once(env, f"join-storm {TWO_NODES}", 2, url, p)
+    return {"ours": double, "baseline": single}
+
+
+SCENARIOS = {
+    "cluster-fanout": cluster_fanout,
+    "cluster-publish": cluster_publish,
+    "join-storm": join_storm,
+}
+
+
+def available() -> str | None:
+    """Why the cluster scenarios cannot run here, or None."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is missing (apt-get install redis-server)"
+    if not os.path.exists(OURS.root / "server.py"):
+        return "server.py not found"
+    return None
