@@ -88,6 +88,16 @@ class RedisRooms:
         self._join = client.register_script(redis_scripts.JOIN)
         self._leave = client.register_script(redis_scripts.LEAVE)
         self._reap = client.register_script(redis_scripts.REAP)
+        self._fresh_epoch = new_epoch()
+
+    def _epoch_offer(self) -> str:
+        """The epoch a script gives a room that has none (drawn again once used:
+        ``secrets`` per message showed up in profiles)."""
+        return self._fresh_epoch
+
+    def _used(self, epoch: str) -> None:
+        if epoch == self._fresh_epoch:
+            self._fresh_epoch = new_epoch()
 
     def field(self, client_id: str) -> str:
         return f"{self.node}|{client_id}"
@@ -97,8 +107,16 @@ class RedisRooms:
         room's history and publish it; return (epoch, seq)."""
         epoch, seq = await self._publish(
             keys=room_keys(room),
-            args=[channel(room), head, tail, self.history_size, new_epoch(), self.history_ttl],
+            args=[
+                channel(room),
+                head,
+                tail,
+                self.history_size,
+                self._epoch_offer(),
+                self.history_ttl,
+            ],
         )
+        self._used(_text(epoch))
         return _text(epoch), int(seq)
 
     async def publish_many(self, messages: list[tuple[str, str, str]]) -> list[tuple[str, int]]:
@@ -107,10 +125,20 @@ class RedisRooms:
         for room, head, tail in messages:
             await self._publish(
                 keys=room_keys(room),
-                args=[channel(room), head, tail, self.history_size, new_epoch(), self.history_ttl],
+                args=[
+                    channel(room),
+                    head,
+                    tail,
+                    self.history_size,
+                    self._epoch_offer(),
+                    self.history_ttl,
+                ],
                 client=pipe,
             )
-        return [(_text(epoch), int(seq)) for epoch, seq in await pipe.execute()]
+        replies = [(_text(epoch), int(seq)) for epoch, seq in await pipe.execute()]
+        for epoch, _ in replies:
+            self._used(epoch)
+        return replies
 
     async def publish_ephemeral(self, room: str, text: bytes) -> None:
         await self.client.publish(channel(room), b"e" + text)
@@ -142,7 +170,7 @@ class RedisRooms:
                 channel(room),
                 self.field(client_id),
                 member_json,
-                new_epoch(),
+                self._epoch_offer(),
                 self.presence_limit,
                 room,
                 client_id,
@@ -152,6 +180,7 @@ class RedisRooms:
         )
         _, reply = await pipe.execute()
         epoch, seq, count, truncated, members, history = reply
+        self._used(_text(epoch))
         return JoinReply(
             _text(epoch),
             int(seq),
