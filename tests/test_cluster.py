@@ -322,3 +322,21 @@ def test_presence_limit_holds_for_the_room_over_all_nodes(nodes: Nodes) -> None:
     # ann (on the other node) is not told of carl one by one, but counted within ~1 s
     count = until(ann, lambda m: m["type"] == "presence", timeout=3)
     assert (count["event"], count["member_count"]) == ("count", 3)
+
+
+@pytest.mark.parametrize("transport", ["tls", "unix"])
+def test_nodes_share_rooms_over_rediss_and_unix_sockets(transport: str) -> None:
+    redis = RedisServer(transport=transport)
+    redis.start()
+    nodes = Nodes(redis)
+    try:
+        a, b = nodes.start(), nodes.start()
+        assert a.health()["broker"] == {"kind": "redis", "connected": True}
+        ann, bob = nodes.client(a, "ann"), nodes.client(b, "bob")
+        join(ann, "r")
+        join(bob, "r")
+        ann.send_json({"type": "publish", "room": "r", "data": transport})
+        assert until(bob, lambda m: m["type"] == "message")["data"] == transport
+    finally:
+        nodes.close()
+        redis.stop()
