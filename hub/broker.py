@@ -102,6 +102,19 @@ class Broker(Protocol):
         """Counters for /healthz."""
 
 
+class ListedMembers:
+    """The members ``joined`` lists in a room over the presence limit: the first
+    ``limit`` to join, encoded once and reused until one of them leaves (joiners
+    of a 10,000-member room would otherwise each rebuild a 1,000-member list)."""
+
+    __slots__ = ("json", "client_ids")
+
+    def __init__(self, present: dict[str, str], limit: int) -> None:
+        first = list(islice(present.items(), limit))
+        self.json = "[" + ",".join(text for _, text in first) + "]"
+        self.client_ids = {client_id for client_id, _ in first}
+
+
 class PresenceCounts:
     """Which rooms' member counts changed unannounced, and what was last announced:
     at most one count event per room per second, and only for a real change."""
@@ -165,6 +178,7 @@ class MemoryBroker:
         self._presence: dict[str, dict[str, str]] = {}
         self._empty: dict[str, None] = {}  # rooms without members, oldest-emptied first
         self._counts = PresenceCounts()
+        self._listed: dict[str, ListedMembers] = {}  # rooms over the limit: who joined shows
         self._deliver: Deliver = _drop
 
     def attach(self, deliver: Deliver) -> None:
@@ -199,13 +213,19 @@ class MemoryBroker:
             else:
                 self._counts.changed(room)
         count = len(present)
-        listed = present.values() if count <= limit else islice(present.values(), limit)
+        if count <= limit:
+            members_json = "[" + ",".join(present.values()) + "]"
+        else:
+            listed = self._listed.get(room)
+            if listed is None:
+                listed = self._listed[room] = ListedMembers(present, limit)
+            members_json = listed.json
         done(
             JoinResult(
                 history.epoch,
                 history.seq,
                 count,
-                "[" + ",".join(listed) + "]",
+                members_json,
                 count > limit,
                 history.replay(since, epoch),
             )
@@ -215,6 +235,11 @@ class MemoryBroker:
         present = self._presence.get(room)
         if not present or present.pop(member["client_id"], None) is None:
             return
+        listed = self._listed.get(room)
+        if listed is not None and (
+            member["client_id"] in listed.client_ids or len(present) <= self.presence_limit
+        ):
+            del self._listed[room]  # one of those listed left (or the room is small again)
         if len(present) < self.presence_limit:
             self._deliver(
                 room, protocol.presence_frame(room, "leave", member), member["client_id"], False

@@ -52,6 +52,11 @@ RECENT = 512
 """Message frames per room kept for joiners whose snapshot the stream overtook."""
 WATCH_INTERVAL = 1.0
 """Seconds between heartbeats and checks for dead nodes."""
+LISTED_FOR = 1.0
+"""Seconds a node reuses the member list of a room over the presence limit for
+its joiners instead of reading it again: joining a 10,000-member room would
+otherwise move a 1,000-member list out of Redis per join."""
+
 
 Deliver = Callable[[str, bytes, str | None, bool], None]
 
@@ -86,7 +91,7 @@ def replay_of(
 class _Room:
     """This node's view of one room's stream."""
 
-    __slots__ = ("epoch", "seq", "recent", "waiting", "members", "subscribed")
+    __slots__ = ("epoch", "seq", "recent", "waiting", "members", "subscribed", "listed")
 
     def __init__(self) -> None:
         self.epoch = ""
@@ -95,6 +100,8 @@ class _Room:
         self.waiting: list[tuple[str, int, Callable[[], None]]] = []
         self.members: dict[str, str] = {}  # local client_id -> member JSON
         self.subscribed: asyncio.Future[None] | None = None
+        # In a room over the presence limit, the members joined lists: (when read, JSON).
+        self.listed: tuple[float, str] | None = None
 
     def reached(self, epoch: str, seq: int) -> bool:
         return seq == 0 or (self.epoch == epoch and self.seq >= seq)
@@ -294,8 +301,15 @@ class RedisBroker:
         member_json = protocol.to_json(member)
         try:
             await self._subscribe(name, room)
+            listed = room.listed
+            fresh = listed is not None and time.monotonic() - listed[0] < LISTED_FOR
             reply = await self.rooms_store.join(
-                name, member["client_id"], member_json, want_history=since is not None
+                name,
+                member["client_id"],
+                member_json,
+                want_history=since is not None,
+                list_big=not fresh,
+                first_here=not room.members,
             )
         except (RedisError, OSError) as error:
             self._set_connected(False, error)
@@ -306,12 +320,20 @@ class RedisBroker:
         except (RedisError, OSError, TimeoutError) as error:
             self._set_connected(False, error)
         room.members[member["client_id"]] = member_json
+        if not reply.truncated:
+            members_json = "[" + ",".join(reply.members) + "]"
+            room.listed = None
+        elif reply.members or room.listed is None:
+            members_json = "[" + ",".join(reply.members) + "]"
+            room.listed = (time.monotonic(), members_json)
+        else:
+            members_json = room.listed[1]
         done(
             JoinResult(
                 reply.epoch,
                 reply.seq,
                 reply.member_count,
-                "[" + ",".join(reply.members) + "]",
+                members_json,
                 reply.truncated,
                 replay_of(reply.history, reply.epoch, reply.seq, since, epoch),
                 room.after(reply.epoch, reply.seq),

@@ -58,7 +58,8 @@ class JoinReply:
     seq: int
     member_count: int
     members: list[str]
-    """Members' JSON texts: all of them, or ``presence_limit`` of them when truncated."""
+    """Members' JSON texts: all of them, or ``presence_limit`` of them when
+    truncated (none when truncated and not asked for: ``list_big`` false)."""
     truncated: bool
     history: list[bytes]
     """The message texts held, oldest first (only when asked for)."""
@@ -159,11 +160,19 @@ class RedisRooms:
         await pipe.execute()
 
     async def join(
-        self, room: str, client_id: str, member_json: str, want_history: bool
+        self,
+        room: str,
+        client_id: str,
+        member_json: str,
+        want_history: bool,
+        list_big: bool = True,
+        first_here: bool = True,
     ) -> JoinReply:
-        """Add a member (announcing it while the room is within the presence limit)."""
+        """Add a member (announcing it while the room is within the presence limit);
+        ``first_here``: this node had no member in the room yet (it records that)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.sadd(node_rooms_key(self.node), room)
+        if first_here:
+            pipe.sadd(node_rooms_key(self.node), room)
         await self._join(
             keys=room_keys(room),
             args=[
@@ -175,10 +184,11 @@ class RedisRooms:
                 room,
                 client_id,
                 "1" if want_history else "0",
+                "1" if list_big else "0",
             ],
             client=pipe,
         )
-        _, reply = await pipe.execute()
+        reply = (await pipe.execute())[-1]
         epoch, seq, count, truncated, members, history = reply
         self._used(_text(epoch))
         return JoinReply(

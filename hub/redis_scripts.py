@@ -50,7 +50,8 @@ return {epoch, seq}
 JOIN = (
     """
 -- KEYS: meta, history, presence
--- ARGV: channel, field, member json, fresh epoch, presence_limit, room, client_id, want history
+-- ARGV: channel, field, member json, fresh epoch, presence_limit, room, client_id, want history,
+--       list members also when over the limit ('0': the node has a fresh list of its own)
 """
     + _FRESH_EPOCH.format(epoch_arg=4)
     + """
@@ -67,6 +68,8 @@ local members = {}
 local truncated = 0
 if count <= limit then
   members = redis.call('HVALS', KEYS[3])
+elseif ARGV[9] == '0' then
+  truncated = 1
 else
   truncated = 1
   local cursor = '0'

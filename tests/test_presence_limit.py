@@ -57,3 +57,12 @@ def test_a_room_within_the_limit_never_gets_count_events() -> None:
     hand.hub.announce_counts()
     hand.run()
     assert presence(ann.transport.take()) == [("leave", "bob", None)]
+
+
+def test_the_listed_members_follow_a_listed_member_leaving() -> None:
+    hand = HandHub(presence_limit=3)
+    peers = hand.members("r", "m0", "m1", "m2", "m3")
+    hand.say(peers[0], type="leave", room="r")  # m0 was listed
+    [joined] = hand.say(hand.connect("m4"), type="join", room="r")
+    assert [m["name"] for m in joined["members"]] == ["m1", "m2", "m3"]
+    assert joined["member_count"] == 4 and joined["members_truncated"] is True
