@@ -91,7 +91,16 @@ def replay_of(
 class _Room:
     """This node's view of one room's stream."""
 
-    __slots__ = ("epoch", "seq", "recent", "waiting", "members", "subscribed", "listed")
+    __slots__ = (
+        "epoch",
+        "seq",
+        "recent",
+        "waiting",
+        "members",
+        "subscribed",
+        "listed",
+        "joining",
+    )
 
     def __init__(self) -> None:
         self.epoch = ""
@@ -102,6 +111,7 @@ class _Room:
         self.subscribed: asyncio.Future[None] | None = None
         # In a room over the presence limit, the members joined lists: (when read, JSON).
         self.listed: tuple[float, str] | None = None
+        self.joining = 0  # joins waiting for Redis: the room must not be dropped meanwhile
 
     def reached(self, epoch: str, seq: int) -> bool:
         return seq == 0 or (self.epoch == epoch and self.seq >= seq)
@@ -299,6 +309,22 @@ class RedisBroker:
         done: Callable[[JoinResult | None], None],
     ) -> None:
         member_json = protocol.to_json(member)
+        room.joining += 1
+        try:
+            await self._join_script(name, room, member, member_json, since, epoch, done)
+        finally:
+            room.joining -= 1
+
+    async def _join_script(
+        self,
+        name: str,
+        room: _Room,
+        member: dict[str, str],
+        member_json: str,
+        since: int | None,
+        epoch: str | None,
+        done: Callable[[JoinResult | None], None],
+    ) -> None:
         try:
             await self._subscribe(name, room)
             listed = room.listed
@@ -369,7 +395,7 @@ class RedisBroker:
     async def _leave(self, name: str, room: _Room, client_id: str) -> None:
         try:
             await self.rooms_store.leave(name, client_id)
-            if not room.members and self._rooms.get(name) is room:
+            if not room.members and not room.joining and self._rooms.get(name) is room:
                 del self._rooms[name]
                 await self.rooms_store.forget_room(name)
                 await self.pubsub.unsubscribe(channel(name))

@@ -194,3 +194,20 @@ async def test_redis_restart_unavailable_then_back_with_a_new_epoch(
     finally:
         await a.broker.stop()
         await b.broker.stop()
+
+
+async def test_a_join_right_behind_the_last_leave_keeps_the_room_subscribed(
+    redis_server: RedisServer,
+) -> None:
+    a, b = await two_nodes(redis_server)
+    try:
+        await a.join("r", "ann")
+        await b.join("r", "bob")
+        a.broker.leave("r", {"client_id": "ann", "name": "ann"})  # the last one here...
+        joined = await a.join("r", "amy")  # ...and a newcomer before Redis answered
+        assert joined is not None
+        await b.publish("r", "still here?")
+        await wait_until(lambda: any(m["data"] == {"text": "still here?"} for m in a.messages()))
+    finally:
+        await a.broker.stop()
+        await b.broker.stop()
