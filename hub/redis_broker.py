@@ -273,10 +273,15 @@ class RedisBroker:
         data: bytes = message["data"]
         tag = data[:1]
         if tag == b"m":
-            epoch, seq, text = data[1:].split(b" ", 2)
-            frame_bytes = frame(text, OP_TEXT)
-            self._deliver(name, frame_bytes, None, False)
-            room.delivered(epoch.decode(), int(seq), frame_bytes)
+            head, _, body = data.partition(b"\n")
+            epoch_bytes, first = head[1:].split(b" ")
+            epoch, seq = epoch_bytes.decode(), int(first)
+            deliver = self._deliver
+            for text in body.split(b"\n"):
+                frame_bytes = frame(text, OP_TEXT)
+                deliver(name, frame_bytes, None, False)
+                room.delivered(epoch, seq, frame_bytes)
+                seq += 1
         elif tag == b"e":
             self._deliver(name, frame(data[1:], OP_TEXT), None, True)
         elif tag == b"p":

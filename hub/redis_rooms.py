@@ -20,15 +20,20 @@ as a whole, across nodes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from hub import redis_scripts
 from hub.history import new_epoch
 
 PREFIX = "wshub"
+RUN = 500
+"""Messages to one room numbered by one script call at most (Lua's unpack limit)."""
 NODES = f"{PREFIX}:nodes"
 
 
@@ -106,40 +111,55 @@ class RedisRooms:
     async def publish(self, room: str, head: str, tail: str) -> tuple[str, int]:
         """Number a message whose text is ``head + str(seq) + tail``, keep it in the
         room's history and publish it; return (epoch, seq)."""
-        epoch, seq = await self._publish(
-            keys=room_keys(room),
-            args=[
-                channel(room),
-                head,
-                tail,
-                self.history_size,
-                self._epoch_offer(),
-                self.history_ttl,
-            ],
-        )
-        self._used(_text(epoch))
-        return _text(epoch), int(seq)
+        return (await self.publish_many([(room, head, tail)]))[0]
 
     async def publish_many(self, messages: list[tuple[str, str, str]]) -> list[tuple[str, int]]:
-        """`publish` for several (room, head, tail) in one pipeline: one round trip."""
-        pipe = self.client.pipeline(transaction=False)
+        """`publish` for several (room, head, tail), in order: one script per run
+        of messages to the same room (up to `RUN`), all in one pipeline, so one
+        round trip and one pub/sub message per run, not per message."""
+        runs: list[tuple[str, list[str]]] = []
         for room, head, tail in messages:
-            await self._publish(
-                keys=room_keys(room),
-                args=[
-                    channel(room),
-                    head,
-                    tail,
-                    self.history_size,
-                    self._epoch_offer(),
-                    self.history_ttl,
-                ],
-                client=pipe,
-            )
-        replies = [(_text(epoch), int(seq)) for epoch, seq in await pipe.execute()]
-        for epoch, _ in replies:
+            if runs and runs[-1][0] == room and len(runs[-1][1]) < 2 * RUN:
+                runs[-1][1].extend((head, tail))
+            else:
+                runs.append((room, [head, tail]))
+
+        def queue(pipe: Pipeline) -> None:
+            offer = self._epoch_offer()
+            for room, parts in runs:
+                pipe.evalsha(
+                    self._publish.sha,
+                    3,
+                    *room_keys(room),
+                    *(channel(room), self.history_size, offer, self.history_ttl),
+                    *parts,
+                )
+
+        replies: list[tuple[str, int]] = []
+        for (_, parts), (epoch, first) in zip(runs, await self._pipelined(queue), strict=True):
+            epoch = _text(epoch)
             self._used(epoch)
+            replies.extend((epoch, int(first) + i) for i in range(len(parts) // 2))
         return replies
+
+    async def _pipelined(self, queue: Callable[[Pipeline], None]) -> list[Any]:
+        """Run the commands ``queue`` puts in a pipeline, scripts by their SHA.
+
+        redis-py would check that a pipeline's scripts are loaded with an extra
+        round trip before every pipeline; they are loaded once instead, and again
+        only when Redis says it lost them (a restart).
+        """
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            queue(pipe)
+            try:
+                return await pipe.execute()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                for script in (self._publish, self._join, self._leave, self._reap):
+                    await self.client.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def publish_ephemeral(self, room: str, text: bytes) -> None:
         await self.client.publish(channel(room), b"e" + text)
@@ -170,12 +190,14 @@ class RedisRooms:
     ) -> JoinReply:
         """Add a member (announcing it while the room is within the presence limit);
         ``first_here``: this node had no member in the room yet (it records that)."""
-        pipe = self.client.pipeline(transaction=False)
-        if first_here:
-            pipe.sadd(node_rooms_key(self.node), room)
-        await self._join(
-            keys=room_keys(room),
-            args=[
+
+        def queue(pipe: Pipeline) -> None:
+            if first_here:
+                pipe.sadd(node_rooms_key(self.node), room)
+            pipe.evalsha(
+                self._join.sha,
+                3,
+                *room_keys(room),
                 channel(room),
                 self.field(client_id),
                 member_json,
@@ -185,10 +207,9 @@ class RedisRooms:
                 client_id,
                 "1" if want_history else "0",
                 "1" if list_big else "0",
-            ],
-            client=pipe,
-        )
-        reply = (await pipe.execute())[-1]
+            )
+
+        reply = (await self._pipelined(queue))[-1]
         epoch, seq, count, truncated, members, history = reply
         self._used(_text(epoch))
         return JoinReply(

@@ -7,7 +7,8 @@ exactly the order in which Redis applied them: seq order for messages.
 
 Channel payloads start with one letter saying what follows:
 
-* ``m<epoch> <seq> <json>``: a durable message, ``json`` the message frame's text;
+* ``m<epoch> <seq>\n<json>[\n<json>...]``: durable messages numbered from ``seq``,
+  each ``json`` a message frame's text (compact JSON never holds a raw newline);
 * ``e<json>``: an ephemeral message (no seq, no history);
 * ``p<client_id> <json>``: a presence event, not to be delivered to ``client_id``.
 """
@@ -25,25 +26,31 @@ end
 
 PUBLISH = (
     """
+-- Number, keep and publish a run of messages to one room (one is a run of one).
 -- KEYS: meta, history, presence
--- ARGV: channel, head, tail, history_size, fresh epoch, history_ttl
+-- ARGV: channel, history_size, fresh epoch, history_ttl, then head and tail of each
+--       message: its text is head .. seq .. tail
 """
-    + _FRESH_EPOCH.format(epoch_arg=5)
+    + _FRESH_EPOCH.format(epoch_arg=3)
     + """
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local text = ARGV[2] .. seq .. ARGV[3]
-local size = tonumber(ARGV[4])
+local n = (#ARGV - 4) / 2
+local first = redis.call('HINCRBY', KEYS[1], 'seq', n) - n + 1
+local texts = {}
+for i = 0, n - 1 do
+  texts[i + 1] = ARGV[5 + 2 * i] .. (first + i) .. ARGV[6 + 2 * i]
+end
+local size = tonumber(ARGV[2])
 if size > 0 then
-  redis.call('RPUSH', KEYS[2], text)
+  redis.call('RPUSH', KEYS[2], unpack(texts))
   redis.call('LTRIM', KEYS[2], -size, -1)
 end
 if redis.call('EXISTS', KEYS[3]) == 0 then
   -- nobody is in the room (a backend publish): its history expires as an empty room's does
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
-redis.call('PUBLISH', ARGV[1], 'm' .. epoch .. ' ' .. seq .. ' ' .. text)
-return {epoch, seq}
+redis.call('PUBLISH', ARGV[1], 'm' .. epoch .. ' ' .. first .. '\\n' .. table.concat(texts, '\\n'))
+return {epoch, first}
 """
 )
 

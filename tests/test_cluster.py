@@ -261,8 +261,10 @@ def test_7_redis_work_per_message_does_not_grow_with_the_room(
         scripts = stats.get("cmdstat_evalsha", {}).get("calls", 0) + stats.get(
             "cmdstat_eval", {}
         ).get("calls", 0)
-        assert scripts == count  # one script per message, whatever the room's size
-        assert stats["cmdstat_publish"]["calls"] == count  # from inside the script, once
+        # at most one script per message (a run of messages to one room shares one),
+        # whatever the room's size, and one channel message per script
+        assert 0 < scripts <= count
+        assert stats["cmdstat_publish"]["calls"] == scripts
         subscribers = [c for c in redis.client_list() if int(c["sub"]) > 0]
         assert len(subscribers) == 2  # one pub/sub connection per node
         channels = sorted(c.decode() for c in redis.pubsub_channels())

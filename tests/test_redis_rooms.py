@@ -72,9 +72,8 @@ async def test_publish_numbers_keeps_history_and_publishes_in_seq_order(client: 
     assert seqs == list(range(1, 8))
     payloads = await drain(pubsub, got, 7)
     for i, payload in enumerate(payloads):
-        kind, rest = payload[0], payload[1:]
-        got_epoch, seq, text = rest.split(" ", 2)
-        assert (kind, got_epoch, int(seq)) == ("m", epoch, i + 1)
+        head, text = payload.split("\n")
+        assert head == f"m{epoch} {i + 1}"
         assert json.loads(text) == {
             "type": "message",
             "room": "r",
@@ -85,6 +84,25 @@ async def test_publish_numbers_keeps_history_and_publishes_in_seq_order(client: 
         }
     history = await client.lrange(room_keys("r")[1], 0, -1)
     assert [json.loads(t)["seq"] for t in history] == [3, 4, 5, 6, 7]  # history_size 5
+    await pubsub.aclose()
+
+
+async def test_a_run_of_messages_to_one_room_is_one_script_and_one_channel_message(
+    client: Redis,
+) -> None:
+    node = rooms(client, "n1", history_size=50)
+    pubsub, got = await listen(client, "r")
+    await node.publish("r", *message_parts("r", "first"))
+    batch = [("r", *message_parts("r", f"m{i}")) for i in range(3)]
+    batch += [("other", *message_parts("other", "x")), ("r", *message_parts("r", "last"))]
+    replies = await node.publish_many(batch)
+    assert [seq for _, seq in replies] == [2, 3, 4, 1, 5]
+    head, *texts = (await drain(pubsub, got, 3))[1].split("\n")  # the run of three
+    assert head.endswith(" 2") and [json.loads(t)["seq"] for t in texts] == [2, 3, 4]
+    last_head, last_text = got[2].split("\n")
+    assert last_head.endswith(" 5") and json.loads(last_text)["data"] == "last"
+    history = await client.lrange(room_keys("r")[1], 0, -1)
+    assert [json.loads(t)["seq"] for t in history] == [1, 2, 3, 4, 5]
     await pubsub.aclose()
 
 
