@@ -33,6 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -42,7 +43,7 @@ from hub import protocol
 from hub.broker import UNAVAILABLE, JoinResult, PresenceCounts, new_node_id
 from hub.frames import OP_TEXT, frame
 from hub.history import Replay
-from hub.redis_rooms import RedisRooms, channel
+from hub.redis_rooms import JoinReply, JoinRequest, RedisRooms, channel
 
 log = logging.getLogger("wshub.redis")
 
@@ -137,6 +138,19 @@ class _Room:
         return [f for s, f in self.recent if s > seq]
 
 
+@dataclass(slots=True)
+class _Join:
+    """A join waiting for its loop iteration's pipeline."""
+
+    name: str
+    room: _Room
+    member: dict[str, str]
+    member_json: str
+    since: int | None
+    epoch: str | None
+    done: Callable[[JoinResult | None], None]
+
+
 class RedisBroker:
     """`hub.broker.Broker` on Redis; start it with `start`, stop it with `stop`."""
 
@@ -166,6 +180,8 @@ class RedisBroker:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._pongs: dict[str, asyncio.Future[None]] = {}
+        self._joins: list[_Join] = []
+        self._next_sync: asyncio.Future[None] | None = None
         self._counts = PresenceCounts()
         self._tokens = itertools.count(1)
 
@@ -256,7 +272,7 @@ class RedisBroker:
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "pong":
-            waiter = self._pongs.get(message["data"].decode())
+            waiter = self._pongs.pop(message["data"].decode(), None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
             return
@@ -298,59 +314,67 @@ class RedisBroker:
         epoch: str | None,
         done: Callable[[JoinResult | None], None],
     ) -> None:
-        """Add ``member``; ``done`` gets the room's state, or None when Redis is unreachable."""
+        """Add ``member``; ``done`` gets the room's state, or None when Redis is
+        unreachable. The joins of one loop iteration go to Redis together."""
         state = self._rooms.get(room)
         if state is None:
             state = self._rooms[room] = _Room()
-        asyncio.ensure_future(self._join(room, state, member, since, epoch, done))
+        state.joining += 1
+        if not self._joins:
+            asyncio.get_running_loop().call_soon(self._send_joins)
+        self._joins.append(_Join(room, state, member, protocol.to_json(member), since, epoch, done))
 
-    async def _join(
-        self,
-        name: str,
-        room: _Room,
-        member: dict[str, str],
-        since: int | None,
-        epoch: str | None,
-        done: Callable[[JoinResult | None], None],
-    ) -> None:
-        member_json = protocol.to_json(member)
-        room.joining += 1
+    def _send_joins(self) -> None:
+        batch, self._joins = self._joins, []
+        asyncio.ensure_future(self._join_batch(batch))
+
+    async def _join_batch(self, batch: list[_Join]) -> None:
         try:
-            await self._join_script(name, room, member, member_json, since, epoch, done)
+            replies = await self._join_scripts(batch)
+            if replies is None:
+                for join in batch:
+                    join.done(None)
+                return
+            try:
+                await self._sync_stream()
+            except (RedisError, OSError, TimeoutError) as error:
+                self._set_connected(False, error)
+            for join, reply in zip(batch, replies, strict=True):
+                self._joined(join, reply)
         finally:
-            room.joining -= 1
+            for join in batch:
+                join.room.joining -= 1
 
-    async def _join_script(
-        self,
-        name: str,
-        room: _Room,
-        member: dict[str, str],
-        member_json: str,
-        since: int | None,
-        epoch: str | None,
-        done: Callable[[JoinResult | None], None],
-    ) -> None:
-        try:
-            await self._subscribe(name, room)
-            listed = room.listed
-            fresh = listed is not None and time.monotonic() - listed[0] < LISTED_FOR
-            reply = await self.rooms_store.join(
-                name,
-                member["client_id"],
-                member_json,
-                want_history=since is not None,
-                list_big=not fresh,
-                first_here=not room.members,
+    async def _join_scripts(self, batch: list[_Join]) -> list[JoinReply] | None:
+        """Subscribe to the rooms new here, then run the joins' scripts: one pipeline."""
+        now = time.monotonic()
+        requests = []
+        asked: set[str] = set()  # one request per room lists a big room's members
+        for join in batch:
+            listed = join.room.listed
+            fresh = listed is not None and now - listed[0] < LISTED_FOR
+            first = not join.room.members and join.name not in asked
+            requests.append(
+                JoinRequest(
+                    join.name,
+                    join.member["client_id"],
+                    join.member_json,
+                    join.since is not None,
+                    list_big=not fresh and join.name not in asked,
+                    first_here=first,
+                )
             )
-        except (RedisError, OSError) as error:
-            self._set_connected(False, error)
-            done(None)
-            return
+            asked.add(join.name)
         try:
-            await self._sync_stream()
+            await self._subscribe({join.name: join.room for join in batch})
+            return await self.rooms_store.join_many(requests)
         except (RedisError, OSError, TimeoutError) as error:
             self._set_connected(False, error)
-        room.members[member["client_id"]] = member_json
+            return None
+
+    def _joined(self, join: _Join, reply: JoinReply) -> None:
+        room = join.room
+        room.members[join.member["client_id"]] = join.member_json
         if not reply.truncated:
             members_json = "[" + ",".join(reply.members) + "]"
             room.listed = None
@@ -359,37 +383,57 @@ class RedisBroker:
             room.listed = (time.monotonic(), members_json)
         else:
             members_json = room.listed[1]
-        done(
+        join.done(
             JoinResult(
                 reply.epoch,
                 reply.seq,
                 reply.member_count,
                 members_json,
                 reply.truncated,
-                replay_of(reply.history, reply.epoch, reply.seq, since, epoch),
+                replay_of(reply.history, reply.epoch, reply.seq, join.since, join.epoch),
                 room.after(reply.epoch, reply.seq),
             )
         )
 
     async def _sync_stream(self) -> None:
         """Return once the pub/sub stream holds everything Redis published before
-        now: a PING on that connection comes back behind all of it."""
-        token = str(next(self._tokens))
-        future = asyncio.get_running_loop().create_future()
-        self._pongs[token] = future
-        try:
-            await self.pubsub.ping(token)
-            await asyncio.wait_for(future, 5.0)
-        finally:
-            self._pongs.pop(token, None)
+        now: a PING on that connection comes back behind all of it. Callers of one
+        loop iteration share one PING (each asked after its own reply came)."""
+        loop = asyncio.get_running_loop()
+        future = self._next_sync
+        if future is None:
+            future = self._next_sync = loop.create_future()
+            loop.call_soon(self._send_sync)
+        await asyncio.wait_for(asyncio.shield(future), 5.0)
 
-    async def _subscribe(self, name: str, room: _Room) -> None:
-        """Subscribe to the room's channel and wait until Redis confirms it, so
-        that no message numbered after the join's snapshot can be missed."""
-        if room.subscribed is None:
-            room.subscribed = asyncio.get_running_loop().create_future()
-            await self.pubsub.subscribe(channel(name))
-        await asyncio.wait_for(asyncio.shield(room.subscribed), 5.0)
+    def _send_sync(self) -> None:
+        future, self._next_sync = self._next_sync, None
+        if future is None:
+            return
+        token = str(next(self._tokens))
+        self._pongs[token] = future
+
+        async def ping() -> None:
+            try:
+                await self.pubsub.ping(token)
+            except (RedisError, OSError) as error:
+                self._pongs.pop(token, None)
+                if not future.done():
+                    future.set_exception(error)
+
+        asyncio.ensure_future(ping())
+
+    async def _subscribe(self, rooms: dict[str, _Room]) -> None:
+        """Subscribe to the rooms' channels and wait until Redis confirms, so that
+        no message numbered after a join's snapshot can be missed."""
+        loop = asyncio.get_running_loop()
+        new = [name for name, room in rooms.items() if room.subscribed is None]
+        for name in new:
+            rooms[name].subscribed = loop.create_future()
+        if new:
+            await self.pubsub.subscribe(*(channel(name) for name in new))
+        waits = [asyncio.shield(room.subscribed) for room in rooms.values() if room.subscribed]
+        await asyncio.wait_for(asyncio.gather(*waits), 5.0)
 
     def leave(self, room: str, member: dict[str, str]) -> None:
         state = self._rooms.get(room)

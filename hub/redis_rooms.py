@@ -56,6 +56,18 @@ def node_rooms_key(node: str) -> str:
 
 
 @dataclass(slots=True, frozen=True)
+class JoinRequest:
+    room: str
+    client_id: str
+    member_json: str
+    want_history: bool
+    list_big: bool = True
+    """Also list the members of a room over the presence limit (else the node has a list)."""
+    first_here: bool = True
+    """This node had no member in the room yet: record the room in the node's set."""
+
+
+@dataclass(slots=True, frozen=True)
 class JoinReply:
     """The room as a joiner sees it, read in the same script that added it."""
 
@@ -188,38 +200,51 @@ class RedisRooms:
         list_big: bool = True,
         first_here: bool = True,
     ) -> JoinReply:
-        """Add a member (announcing it while the room is within the presence limit);
-        ``first_here``: this node had no member in the room yet (it records that)."""
+        """Add a member (announcing it while the room is within the presence limit)."""
+        request = JoinRequest(room, client_id, member_json, want_history, list_big, first_here)
+        return (await self.join_many([request]))[0]
+
+    async def join_many(self, requests: list[JoinRequest]) -> list[JoinReply]:
+        """Several joins in one pipeline: one round trip for a loop iteration's joins."""
 
         def queue(pipe: Pipeline) -> None:
-            if first_here:
-                pipe.sadd(node_rooms_key(self.node), room)
-            pipe.evalsha(
-                self._join.sha,
-                3,
-                *room_keys(room),
-                channel(room),
-                self.field(client_id),
-                member_json,
-                self._epoch_offer(),
-                self.presence_limit,
-                room,
-                client_id,
-                "1" if want_history else "0",
-                "1" if list_big else "0",
-            )
+            offer = self._epoch_offer()
+            for r in requests:
+                if r.first_here:
+                    pipe.sadd(node_rooms_key(self.node), r.room)
+                pipe.evalsha(
+                    self._join.sha,
+                    3,
+                    *room_keys(r.room),
+                    channel(r.room),
+                    self.field(r.client_id),
+                    r.member_json,
+                    offer,
+                    self.presence_limit,
+                    r.room,
+                    r.client_id,
+                    "1" if r.want_history else "0",
+                    "1" if r.list_big else "0",
+                )
 
-        reply = (await self._pipelined(queue))[-1]
-        epoch, seq, count, truncated, members, history = reply
-        self._used(_text(epoch))
-        return JoinReply(
-            _text(epoch),
-            int(seq),
-            int(count),
-            [_text(m) for m in members],
-            bool(truncated),
-            list(history),
-        )
+        results = iter(await self._pipelined(queue))
+        replies = []
+        for r in requests:
+            if r.first_here:
+                next(results)  # the SADD's answer
+            epoch, seq, count, truncated, members, history = next(results)
+            self._used(_text(epoch))
+            replies.append(
+                JoinReply(
+                    _text(epoch),
+                    int(seq),
+                    int(count),
+                    [_text(m) for m in members],
+                    bool(truncated),
+                    list(history),
+                )
+            )
+        return replies
 
     async def leave(self, room: str, client_id: str) -> int:
         """Remove a member; return the room's member count after (-1: it was not there)."""
