@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,6 +28,9 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_PING_TIMEOUT = 4000
+
+RATE_ID_PARSE_LIMIT = 1024
+"""Characters of a rate-limited message parsed to echo its id in the refusal."""
 
 __all__ = ["BATCH_BYTES", "CLOSE_SLOW_CONSUMER", "Hub", "HubCounters", "write_each"]
 
@@ -149,7 +153,7 @@ class Hub:
 
     def handle_text(self, peer: Peer, text: str) -> None:
         """Act on one text frame received on /ws."""
-        if not self._within_rate(peer):
+        if not self._within_rate(peer, text):
             return
         try:
             command = protocol.parse(text)
@@ -174,7 +178,7 @@ class Hub:
         """Record a sign of life (any frame, a pong included) for the heartbeat."""
         peer.last_seen = self.clock()
 
-    def _within_rate(self, peer: Peer) -> bool:
+    def _within_rate(self, peer: Peer, text: str | None = None) -> bool:
         """Count one incoming message against the peer's rate limit (every kind
         counts, garbage included); refuse it, or close a peer that persists."""
         now = self.clock()
@@ -187,8 +191,27 @@ class Hub:
             self.counters.closed_for_rate += 1
             self.disconnect(peer, CLOSE_POLICY, "rate limit exceeded")
         else:
-            self.send(peer, protocol.error_frame(protocol.RATE_LIMITED, "slow down"))
+            self.send(peer, self._rate_limited_frame(bucket, text))
         return False
+
+    def _rate_limited_frame(self, bucket: TokenBucket, text: str | None) -> bytes:
+        """The refusal says what the limit is and how to lift it (a backend
+        publisher on /ws meets it first), with the request's id when the message
+        is small enough to parse for it without undoing what the limit saves."""
+        request_id = None
+        if text is not None and len(text) <= RATE_ID_PARSE_LIMIT:
+            try:
+                message = json.loads(text)
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and isinstance(message.get("id"), str | int | float):
+                request_id = message["id"]
+        detail = (
+            f"slow down: at most {bucket.rate:g} messages/s (bursts of {bucket.burst:g}) per "
+            "connection; this one was dropped. The server's --rate_limit option raises the "
+            "limit, --rate_limit=0 lifts it"
+        )
+        return protocol.error_frame(protocol.RATE_LIMITED, detail, request_id)
 
     def _join(self, peer: Peer, command: protocol.Join) -> None:
         room = command.room

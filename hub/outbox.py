@@ -146,7 +146,7 @@ class Outbox:
             out.append(frame)
         peer.pending += len(frame)
         limit = self.settings.send_buffer_limit
-        if peer.pending + peer.backlog > limit and self._still_over(peer, limit):
+        if peer.pending + peer.backlog > limit and self._refused_past(peer, limit):
             self._drop_slow(peer)
 
     def joining(self, peer: Peer, room: str) -> None:
@@ -187,7 +187,7 @@ class Outbox:
             else:
                 out.append(frame)
             peer.pending += size
-            if peer.pending + peer.backlog > limit and self._still_over(peer, limit):
+            if peer.pending + peer.backlog > limit and self._refused_past(peer, limit):
                 slow = slow or []
                 slow.append(peer)
         if dirty:
@@ -264,9 +264,14 @@ class Outbox:
         """Write what is queued to ``peer`` now: due before a close frame."""
         if self._cast is not None:
             self._take_cast(peer)
+        self._write_queue(peer)
+
+    @staticmethod
+    def _write_queue(peer: Peer) -> None:
+        """Hand ``peer``'s queue to its transport now, ahead of the flush."""
         out = peer.out
         if out:
-            peer.out = None
+            peer.out = None  # (it stays in the dirty list; the flush skips it)
             peer.pending = 0
             peer.backlog = peer.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
@@ -295,6 +300,20 @@ class Outbox:
         peer.backlog = peer.transport.backlog()
         if peer.backlog > self.settings.send_buffer_limit:
             self._drop_slow(peer)
+
+    def _refused_past(self, peer: Peer, limit: int) -> bool:
+        """Whether ``peer``'s socket holds more than ``limit`` bytes it has not
+        taken; asked once its queue and cached backlog together pass the limit.
+
+        Only refused bytes tell a slow reader: what was queued in this loop
+        iteration has not been offered to the socket yet (one read of a busy
+        publisher's input is 256 KiB of messages, its echoes as much), so the
+        queue is written first and what the transport then holds is judged.
+        """
+        if not self._still_over(peer, limit):
+            return False
+        self._write_queue(peer)
+        return peer.backlog > limit
 
     @staticmethod
     def _still_over(peer: Peer, threshold: int) -> bool:
