@@ -154,8 +154,9 @@ async def run_group(
                 p["stuck"],
                 p["messages"],
                 p.get("size", 1024),
-                window,
+                p.get("window", window),
                 p.get("max_seconds", 60.0),
+                p.get("server_args", {}).get(kind.name),
             )
         ]
     phases = [phase_for(c, window, read_batch) for c in cases]
