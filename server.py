@@ -57,6 +57,11 @@ define("rate_burst", default=_defaults.rate_burst, help="burst size of the rate 
 define("max_rooms_per_connection", default=_defaults.max_rooms_per_connection, help="0: no limit")
 define("compression", default=False, help="offer permessage-deflate")
 define(
+    "ping_rate_limit",
+    default=_defaults.ping_rate_limit,
+    help="pings/s a client may send (bursts of 50; past it no pong, then 1008; 0: off)",
+)
+define(
     "send_threads",
     default=default_threads(),
     help="threads a big fan-out's sends are spread over, GIL released (0: through the transports)",
@@ -128,6 +133,7 @@ def hub_settings(fd_limit: int) -> HubSettings:
         rate_burst=options.rate_burst,
         max_rooms_per_connection=options.max_rooms_per_connection,
         max_connections_per_ip=options.max_connections_per_ip,
+        ping_rate_limit=options.ping_rate_limit,
     )
 
 

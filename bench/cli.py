@@ -20,14 +20,14 @@ from typing import Any
 
 import tornado
 
-from bench import scenarios
+from bench import abuse, scenarios
 from bench.procstat import raise_nofile_limit
 from bench.progress import Progress
 from bench.report import render_markdown, render_text, to_json
 from bench.servers import KINDS, REPO_ROOT
 from bench.suite import Case, full_suite, quick_suite
 
-TYPES = ("idle", "fanout", "slow", "handshake", "steady")
+TYPES = ("idle", "fanout", "slow", "handshake", "steady", "abuse")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -144,6 +144,8 @@ async def run_group(
         return [await scenarios.idle(env, kind, case.name, p["connections"])]
     if case.type == "handshake":
         return [await scenarios.handshakes(env, kind, case.name, p["total"])]
+    if case.type == "abuse":
+        return [await abuse.abuse(env, kind, case.name, p)]
     if case.type == "slow":
         return [
             await scenarios.slow_consumers(

@@ -105,7 +105,25 @@ STEADY = [
     Metric("server_cpu_us_per_delivery", "server CPU µs/delivery", "lower", "{:.2f}"),
     Metric("server_cpu_util", "server CPU util", "", "{:.0%}"),
 ]
-METRICS = {"fanout": FANOUT, "idle": IDLE, "handshake": HANDSHAKE, "slow": SLOW, "steady": STEADY}
+ABUSE = [
+    Metric("attacker_end", "how the attacker was ended", ""),
+    Metric("pings_sent", "pings the attacker got in", "", "{:,}"),
+    Metric("replayed", "messages replayed to the resumer", "", "{:,}"),
+    Metric("server_rss_peak_growth_mb", "server RSS growth MB (peak)", "lower", "{:.1f}"),
+    Metric("server_rss_after_growth_mb", "server RSS growth MB (after)", "lower", "{:.1f}"),
+    Metric("canary_p50_ms", "canary round trip p50 ms", "lower", "{:.1f}"),
+    Metric("canary_p99_ms", "canary round trip p99 ms", "lower", "{:.1f}"),
+    Metric("canary_max_ms", "canary round trip max ms", "lower", "{:.1f}"),
+    Metric("slow_consumers_dropped", "slow consumers dropped", "", "{}"),
+]
+METRICS = {
+    "fanout": FANOUT,
+    "idle": IDLE,
+    "handshake": HANDSHAKE,
+    "slow": SLOW,
+    "steady": STEADY,
+    "abuse": ABUSE,
+}
 
 
 def gain(metric: Metric, ours: Any, base: Any) -> float | None:

@@ -92,6 +92,20 @@ def full_suite() -> list[Case]:
                 "server_args": {"ours": STUCK_SERVER_ARGS},
             },
         ),
+        Case(
+            "ping-flood",
+            "abuse",
+            "issue 11.1: one connection sends 125-byte pings, 1,000 per write, never reading,"
+            " up to 1,000,000 pings; a canary publishes and waits for its acks throughout",
+            {"attack": "ping-flood", "batches": 1_000},
+        ),
+        Case(
+            "big-resume",
+            "abuse",
+            "issue 11.4: a room holding 100 messages of 60 KB; a client with a 16 KiB receive"
+            " window joins with since 0 and reads promptly; a canary throughout",
+            {"attack": "big-resume", "messages": 100, "size": 60_000},
+        ),
     ]
 
 
@@ -132,5 +146,17 @@ def quick_suite() -> list[Case]:
                 "max_seconds": 20,
                 "server_args": {"ours": STUCK_SERVER_ARGS},
             },
+        ),
+        Case(
+            "ping-flood-quick",
+            "abuse",
+            "ping flood, up to 100,000 pings (quick)",
+            {"attack": "ping-flood", "batches": 100},
+        ),
+        Case(
+            "big-resume-quick",
+            "abuse",
+            "resume of 30 messages of 60 KB (quick)",
+            {"attack": "big-resume", "messages": 30, "size": 60_000},
         ),
     ]

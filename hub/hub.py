@@ -29,6 +29,10 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_PING_TIMEOUT = 4000
 
+PING_BURST = 50
+"""Pings a client may send at once before ``ping_rate_limit`` applies (Autobahn's
+ping cases send 10 back to back)."""
+
 RATE_ID_PARSE_LIMIT = 1024
 """Characters of a rate-limited message parsed to echo its id in the refusal."""
 
@@ -45,6 +49,7 @@ class HubCounters:
     rejected_per_ip: int = 0
     rate_limited: int = 0
     closed_for_rate: int = 0
+    closed_for_ping_rate: int = 0
     ephemeral_skipped: int = 0
     published: int = 0
 
@@ -123,6 +128,7 @@ class Hub:
         peer.closed = True
         peer.out = None
         peer.pending = 0
+        peer.backfill = None
         for room in list(peer.rooms):
             self._leave_room(peer, room)
 
@@ -177,6 +183,31 @@ class Hub:
     def touch(self, peer: Peer) -> None:
         """Record a sign of life (any frame, a pong included) for the heartbeat."""
         peer.last_seen = self.clock()
+
+    def ping(self, peer: Peer, pong: bytes) -> None:
+        """Answer a client's ping with ``pong`` (framed by the socket layer).
+
+        The pong goes through the outbox like any other output, so a client
+        whose pongs pile up unread is a slow consumer (4001). Pings past
+        ``ping_rate_limit`` get no pong (RFC 6455 5.5.3 lets an endpoint answer
+        only the latest), and a client that keeps on is closed with 1008.
+        """
+        if peer.closed:
+            return
+        now = self.clock()
+        peer.last_seen = now
+        rate = self.settings.ping_rate_limit
+        if rate > 0:
+            bucket = peer.pings
+            if bucket is None:
+                bucket = peer.pings = TokenBucket(rate, PING_BURST, now)
+            if not bucket.take(now):
+                if bucket.strikes > bucket.burst:
+                    self.counters.closed_for_ping_rate += 1
+                    # No closing handshake: reading on would parse the rest of the flood.
+                    self.disconnect(peer, CLOSE_POLICY, "ping rate exceeded", abort=True)
+                return
+        self.send(peer, pong)
 
     def _within_rate(self, peer: Peer, text: str | None = None) -> bool:
         """Count one incoming message against the peer's rate limit (every kind
@@ -244,8 +275,7 @@ class Hub:
                     oldest_seq=replay.oldest_seq,
                 ),
             )
-        for frame in replay.frames:
-            self.send(peer, frame)
+        self.outbox.send_paced(peer, replay.frames)  # as fast as the peer drains
 
     def _leave(self, peer: Peer, command: protocol.Leave) -> None:
         if command.room not in peer.rooms:

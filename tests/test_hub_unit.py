@@ -7,6 +7,7 @@ import pytest
 
 from hub import protocol
 from hub.broker import MemoryBroker, RoomSnapshot
+from hub.frames import frame
 from hub.hub import (
     BATCH_BYTES,
     CLOSE_PING_TIMEOUT,
@@ -428,3 +429,18 @@ def test_binary_on_ws_is_bad_request() -> None:
     hand.hub.handle_binary(ann)
     hand.run()
     assert ann.transport.take()[0]["code"] == "bad_request"
+
+
+def test_pings_past_the_ping_rate_get_no_pong_and_a_flood_is_closed_with_1008() -> None:
+    hand = HandHub(ping_rate_limit=10)
+    ann = hand.connect("ann")
+    pong = frame(b"p", 0xA)
+    for _ in range(60):
+        hand.hub.ping(ann, pong)
+    hand.run()
+    assert [op for op, _ in ann.transport.frames()].count(0xA) == 50  # the burst
+    assert not ann.closed
+    for _ in range(60):
+        hand.hub.ping(ann, pong)
+    assert ann.transport.closed_with == (CLOSE_POLICY, "ping rate exceeded", True)
+    assert hand.hub.counters.closed_for_ping_rate == 1

@@ -32,6 +32,7 @@ class ScriptedTransport:
         self.reported_at_close = 0  # the backlog last reported before the close
         self.reported = 0
         self.most_unsent = 0
+        self.waiting: list = []  # drain callbacks, run once nothing is unsent
 
     def write(self, data: bytes) -> int:
         self.stream += data
@@ -49,6 +50,10 @@ class ScriptedTransport:
         self.closed_with = (code, reason, abort)
         self.reported_at_close = self.reported
 
+    def on_drained(self, callback) -> None:
+        self.waiting.append(callback)
+        self._to_kernel()
+
     def drain(self, nbytes: int) -> None:
         """The client read ``nbytes``: the kernel has that much more room."""
         self.room += nbytes
@@ -58,6 +63,10 @@ class ScriptedTransport:
         taken = min(self.room, self.unsent)
         self.room -= taken
         self.unsent -= taken
+        if not self.unsent and self.waiting:
+            waiting, self.waiting = self.waiting, []
+            for callback in waiting:
+                callback()
 
     def seqs(self) -> list[int]:
         messages = [
