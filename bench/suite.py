@@ -134,20 +134,6 @@ def quick_suite() -> list[Case]:
             {"subscribers": 200, "stuck": 10, "messages": 200, "size": 1024, "max_seconds": 20},
         ),
         Case(
-            "stuck-32k-quick",
-            "slow",
-            "2 subscribers that read, 8 that never read, 300 messages of 32 KiB (quick)",
-            {
-                "subscribers": 10,
-                "stuck": 8,
-                "messages": 300,
-                "size": 32 * 1024,
-                "window": 8,
-                "max_seconds": 20,
-                "server_args": {"ours": STUCK_SERVER_ARGS},
-            },
-        ),
-        Case(
             "ping-flood-quick",
             "abuse",
             "ping flood, up to 100,000 pings (quick)",

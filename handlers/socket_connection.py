@@ -232,6 +232,8 @@ class SocketConnection(asyncio.Protocol):
         """A pong is output like any other: a hub peer's goes through the hub, which
         counts it against the send buffer limit and the ping rate."""
         handler = self.handler
+        if handler is None:
+            return  # closed meanwhile
         pong = frame(payload, OP_PONG)
         peer = getattr(handler, "peer", None)
         if peer is None:
