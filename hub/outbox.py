@@ -21,10 +21,18 @@ publisher's ack pulls in just that member). Joins and leaves in the same
 iteration adjust it (`joining`, `leaving`), so each member gets the frames of
 its rooms in order, the ones broadcast while it was a member, once.
 
-Slow consumers: a peer's queued bytes (this iteration's plus what its socket
-had not taken at the last write) may not exceed ``send_buffer_limit``; past
-it the peer is dropped (4001), so memory stays bounded however many clients
-stop reading.
+Slow consumers: what a peer's socket has not taken may not exceed
+``send_buffer_limit``; past it the peer is dropped (4001), so memory stays
+bounded however many clients stop reading. Frames queued within one iteration
+are no sign of a slow reader (one read of a publisher's input fans out as that
+much to every member), so once a peer's queue and cached backlog pass the
+limit its queue is offered to the socket first and only what is then refused
+counts (`_refused_past`).
+
+Backfills: a resume's replay (up to the whole history, many times the limit)
+is not queued at once but fed to the peer as its socket drains
+(`send_paced`); what is sent to the peer meanwhile waits behind it and counts
+against the limit.
 """
 
 from __future__ import annotations
