@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from tests.hostile.checks import open_fds
 from tests.hostile.hubwire import HubWire
 from tests.hostile.proc import HubProcess, wait_for
@@ -121,14 +123,17 @@ def fill_history(server: HubProcess, room: str, count: int, size: int) -> None:
     filler.close()
 
 
-def test_a_resume_of_a_big_history_is_paced_by_the_reader_not_dropped() -> None:
-    with watched() as (server, _canary):
+@pytest.mark.parametrize("compression", [False, True], ids=["handed-off", "tornado-deflate"])
+def test_a_resume_of_a_big_history_is_paced_by_the_reader_not_dropped(compression: bool) -> None:
+    headers = {"Sec-WebSocket-Extensions": "permessage-deflate"} if compression else None
+    args = ("--compression",) if compression else ()
+    with watched(*args) as (server, _canary):
         fill_history(server, "big", 100, 60_000)
         epoch = None
         for since in (0, 50):
             readings = Readings(server)
             # A small receive window: the kernel cannot absorb the replay for us.
-            resumer = HubWire(server.port, "resumer", rcvbuf=16384)
+            resumer = HubWire(server.port, "resumer", rcvbuf=16384, headers=headers)
             join = {"type": "join", "room": "big", "since": since}
             resumer.send_json(join if epoch is None else {**join, "epoch": epoch})
             joined = resumer.expect("joined")
