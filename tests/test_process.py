@@ -75,7 +75,7 @@ def test_config_file_is_read_and_flags_override_it(tmp_path, restore_options) ->
 
 
 def test_bad_allowed_origin_is_a_clear_startup_error() -> None:
-    with pytest.raises(SystemExit, match="not a full origin"):
+    with pytest.raises(server_module.StartupError, match="not a full origin"):
         server_module.parse_origins("app.example.com")
 
 
