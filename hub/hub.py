@@ -276,9 +276,10 @@ class Hub:
                 cast.skip.add(peer.client_id)  # broadcast before it joined: not for it
             self.rooms.setdefault(room, {})[peer.client_id] = peer
             peer.rooms.add(room)
-        self.send(
-            peer, protocol.joined_frame(room, snapshot.epoch, snapshot.seq, snapshot.members_json)
+        joined = protocol.joined_frame(
+            room, snapshot.epoch, snapshot.seq, snapshot.members_json, command.request_id
         )
+        self.send(peer, joined)
         if command.since is None:
             return
         replay = self.broker.replay(room, command.since, command.epoch)
@@ -302,7 +303,7 @@ class Hub:
                 protocol.NOT_JOINED, f"not in room {command.room}", command.request_id
             )
         self._leave_room(peer, command.room)
-        self.send(peer, protocol.encode({"type": "left", "room": command.room}))
+        self.send(peer, protocol.left_frame(command.room, command.request_id))
 
     def _leave_room(self, peer: Peer, room: str) -> None:
         cast = self._cast
