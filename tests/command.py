@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from tests.hostile.proc import HubProcess
 from tests.support import REPO
 
 SERVER = os.path.join(REPO, "server.py")
@@ -29,18 +30,20 @@ def run_server_command(*args: str, timeout: float = 15.0) -> subprocess.Complete
     )
 
 
-class Command:
-    """One long-running server process; ``urls`` are the addresses it logged."""
+class Command(HubProcess):
+    """One long-running server started by any command line (``wshub``, another
+    host); ``urls`` are the addresses it logged, IPv6 ones included."""
 
     def __init__(
         self,
-        argv: Sequence[str],
-        cwd: str = REPO,
+        argv: Sequence[str | os.PathLike[str]],
+        cwd: str | os.PathLike[str] = REPO,
         env: dict[str, str] | None = None,
         start_timeout: float = 30.0,
     ) -> None:
+        self.args = tuple(str(arg) for arg in argv)
         self.proc = subprocess.Popen(
-            list(argv),
+            self.args,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -56,7 +59,8 @@ class Command:
         self._reader.start()
         if not self._ready.wait(start_timeout) or not self.urls:
             self.stop()
-            raise RuntimeError(f"{argv} did not start:\n{self.log()}")
+            raise RuntimeError(f"{self.args} did not start:\n{self.log()}")
+        self.port = self.urls[0][1]
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -66,27 +70,3 @@ class Command:
                 self.urls = [(h.strip("[]"), int(p)) for h, p in URL.findall(line)]
                 self._ready.set()
         self._ready.set()  # exited before listening
-
-    @property
-    def port(self) -> int:
-        return self.urls[0][1]
-
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time; idempotent."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._reader.join(5)
-
-    def __enter__(self) -> Command:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

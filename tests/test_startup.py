@@ -4,8 +4,10 @@ lists our options first, grouped, as the README spells them."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 import server as server_module
 from tests.command import SERVER, Command, run_server_command
 
-README = server_module.os.path.join(server_module.os.path.dirname(SERVER), "README.md")
+README = os.path.join(os.path.dirname(SERVER), "README.md")
 
 
 def assert_one_line_error(result, *words: str) -> str:
@@ -79,15 +81,6 @@ def test_bad_origin_is_a_one_line_error() -> None:
     assert_one_line_error(run_server_command("--allowed_origins=app.example"), "full origin")
 
 
-@pytest.fixture
-def restore_options():
-    """tornado.options is process-global: put every value back after the test."""
-    saved = server_module.options.as_dict()
-    yield server_module.options
-    for name, value in saved.items():
-        setattr(server_module.options, name, value)
-
-
 def test_whole_numbers_are_fine_for_float_options(tmp_path, restore_options) -> None:
     config = tmp_path / "hub.conf"
     config.write_text("ping_interval = 20\nrate_limit = 50\nhistory_ttl = 60\nport = 0\n")
@@ -95,7 +88,7 @@ def test_whole_numbers_are_fine_for_float_options(tmp_path, restore_options) -> 
     options = restore_options
     assert (options.ping_interval, options.rate_limit, options.history_ttl) == (20.0, 50.0, 60.0)
     assert isinstance(options.ping_interval, float)
-    with Command([server_module.sys.executable, SERVER, f"--config={config}"]) as proc:
+    with Command([sys.executable, SERVER, f"--config={config}"]) as proc:
         assert proc.port > 0
         assert "Traceback" not in proc.log()
 
