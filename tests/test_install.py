@@ -28,7 +28,7 @@ pytestmark = pytest.mark.install
 
 BUILD_OUTPUTS = shutil.ignore_patterns(
     ".git", "build", "dist", "*.egg-info", "__pycache__", "*.so", "tests", "bench",
-    ".hypothesis", ".pytest_cache", ".ruff_cache", "reports",
+    ".hypothesis", ".pytest_cache", ".ruff_cache", "reports", ".venv", "venv",
 )  # fmt: skip
 PAGES = {"/": "index.html", "/whiteboard": "whiteboard.html", "/static/hub.js": "hub.js"}
 DECOY = "raise ImportError('a decoy shadowed wshub: {name}')\n"
