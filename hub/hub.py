@@ -258,9 +258,10 @@ class Hub:
             self.outbox.joining(peer, room)  # a broadcast before it joined: not for it
             self.rooms.setdefault(room, {})[peer.client_id] = peer
             peer.rooms.add(room)
-        self.send(
-            peer, protocol.joined_frame(room, snapshot.epoch, snapshot.seq, snapshot.members_json)
+        joined = protocol.joined_frame(
+            room, snapshot.epoch, snapshot.seq, snapshot.members_json, command.request_id
         )
+        self.send(peer, joined)
         if command.since is None:
             return
         replay = self.broker.replay(room, command.since, command.epoch)
@@ -283,7 +284,7 @@ class Hub:
                 protocol.NOT_JOINED, f"not in room {command.room}", command.request_id
             )
         self._leave_room(peer, command.room)
-        self.send(peer, protocol.encode({"type": "left", "room": command.room}))
+        self.send(peer, protocol.left_frame(command.room, command.request_id))
 
     def _leave_room(self, peer: Peer, room: str) -> None:
         self.outbox.leaving(peer, room)  # a broadcast while it was a member: still for it

@@ -152,10 +152,27 @@ def to_json(value: Any) -> str:
     return text
 
 
-def joined_frame(room: str, epoch: str, seq: int, members_json: str) -> bytes:
-    """Frame ``joined`` around an already encoded member list."""
-    head = _compact({"type": "joined", "room": room, "epoch": epoch, "seq": seq})
-    return frame(f'{head[:-1]},"members":{members_json}}}'.encode(), OP_TEXT)
+def joined_frame(
+    room: str, epoch: str, seq: int, members_json: str, request_id: Any = None
+) -> bytes:
+    """Frame ``joined`` around an already encoded member list; ``request_id``
+    echoes the join's ``id``, as acks and errors do."""
+    head: dict[str, Any] = {"type": "joined", "room": room, "epoch": epoch, "seq": seq}
+    if request_id is not None:
+        head["id"] = request_id
+    try:
+        payload = f'{_compact(head)[:-1]},"members":{members_json}}}'.encode()
+    except UnicodeEncodeError:  # an id with a lone surrogate: escaped, as `encode` does
+        payload = f'{_compact_ascii(head)[:-1]},"members":{members_json}}}'.encode()
+    return frame(payload, OP_TEXT)
+
+
+def left_frame(room: str, request_id: Any = None) -> bytes:
+    """Frame ``left``; ``request_id`` echoes the leave's ``id``."""
+    message: dict[str, Any] = {"type": "left", "room": room}
+    if request_id is not None:
+        message["id"] = request_id
+    return encode(message)
 
 
 def error_frame(code: str, detail: str, request_id: Any = None, **extra: Any) -> bytes:
