@@ -1,4 +1,5 @@
-"""Run the WebSocket hub: ``python server.py [--option=value ...] [--config=FILE]``.
+"""Run the WebSocket hub: ``wshub [--option=value ...] [--config=FILE]``
+(or ``python server.py ...`` from a checkout).
 
 Wiring only: options, the Tornado Application, the heartbeat, signals. The
 rules live in ``hub/``; the socket adapters in ``handlers/``.
@@ -6,22 +7,38 @@ rules live in ``hub/``; the socket adapters in ``handlers/``.
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __package__:
+    # Installed, this file is ``_wshub/server.py``, next to our ``hub``, ``handlers``
+    # and ``static``: they are imported as top-level names from that private
+    # directory, which goes first on sys.path so no other distribution's
+    # ``hub`` or ``handlers`` can shadow ours (README, "Install").
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import asyncio
 import contextlib
+import difflib
+import errno
 import gc
+import io
 import logging
-import os
+import re
 import resource
 import signal
 import socket
-import sys
-from typing import NoReturn
+import textwrap
+import types
+from typing import Any
 
+import tornado
 import tornado.netutil
 import tornado.process
 import tornado.web
 from tornado.httpserver import HTTPServer
-from tornado.options import define, options, parse_command_line, parse_config_file
+from tornado.options import Error as OptionError
+from tornado.options import define, options
 
 from handlers.base import origin_key
 from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
@@ -42,58 +59,309 @@ FD_RESERVE = 64
 """File descriptors kept free for listening sockets, logs and the like."""
 
 _defaults = HubSettings()
-define("config", type=str, help="Python-syntax file of option = value lines; flags override it")
-define("host", default="127.0.0.1", help="address to listen on")
-define("port", default=8888, help="port to listen on (0 picks a free one)")
-define("max_connections", default=_defaults.max_connections, help="open WebSocket connections")
-define("max_connections_per_ip", default=_defaults.max_connections_per_ip, help="0: no limit")
-define("ping_interval", default=_defaults.ping_interval, help="seconds between pings")
-define("ping_timeout", default=_defaults.ping_timeout, help="seconds to answer before eviction")
-define("max_message_size", default=64 * 1024, help="bytes per incoming message (else 1009)")
-define("send_buffer_limit", default=_defaults.send_buffer_limit, help="bytes queued per client")
-define("allowed_origins", default="", help="comma-separated full origins allowed besides same-host")
-define("history_size", default=_defaults.history_size, help="messages kept per room")
-define(
-    "history_ttl", default=_defaults.history_ttl, help="seconds history outlives a room's members"
+LISTEN, CONNECTIONS, MESSAGES, HISTORY, FAN_OUT, SCALE_OUT, CONFIG = (
+    "Listening",
+    "Connections and heartbeats",
+    "Messages and limits",
+    "History",
+    "Fan-out",
+    "Scale-out (several processes and machines)",
+    "Configuration file",
 )
-define("rate_limit", default=_defaults.rate_limit, help="messages/s per /ws connection (0: off)")
-define("rate_burst", default=_defaults.rate_burst, help="burst size of the rate limit")
-define("max_rooms_per_connection", default=_defaults.max_rooms_per_connection, help="0: no limit")
-define("compression", default=False, help="offer permessage-deflate")
+OPTION_GROUPS = (LISTEN, CONNECTIONS, MESSAGES, HISTORY, FAN_OUT, SCALE_OUT, CONFIG)
+"""The order ``--help`` shows our option groups in; Tornado's logging options follow."""
+
+define("host", default="127.0.0.1", group=LISTEN, help="address to listen on; :: is IPv6 and IPv4")
+define("port", default=8888, group=LISTEN, help="TCP port to listen on (0 picks a free one)")
 define(
-    "broker",
-    default="memory",
-    help="where rooms' shared state lives: memory (one process) or redis://host:port/db "
-    "(rediss:// for TLS, unix:///path.sock): several processes and machines as one hub",
+    "max_connections",
+    default=_defaults.max_connections,
+    group=CONNECTIONS,
+    help="open WebSocket connections, all endpoints (count; beyond it 1013)",
 )
 define(
-    "processes", default=1, help="worker processes on the port (0: one per core); needs --broker"
+    "max_connections_per_ip",
+    default=_defaults.max_connections_per_ip,
+    group=CONNECTIONS,
+    help="connections from one client address (count; 0: no limit; beyond it 1008)",
 )
 define(
-    "node_timeout",
-    default=15.0,
-    help="seconds a node that stopped heart-beating keeps its members in presence (redis broker)",
+    "ping_interval",
+    default=_defaults.ping_interval,
+    group=CONNECTIONS,
+    help="seconds between pings to each client",
 )
 define(
-    "presence_limit",
-    default=_defaults.presence_limit,
-    help="members a room lists in joined and announces one by one; beyond, counts once a second",
+    "ping_timeout",
+    default=_defaults.ping_timeout,
+    group=CONNECTIONS,
+    help="seconds a client may stay silent after a ping before it is closed (4000)",
+)
+define(
+    "max_message_size",
+    default=64 * 1024,
+    group=MESSAGES,
+    help="bytes one incoming message may have (larger: closed with 1009)",
+)
+define(
+    "send_buffer_limit",
+    default=_defaults.send_buffer_limit,
+    group=MESSAGES,
+    help="bytes queued to one client before it is dropped as a slow consumer (4001)",
+)
+define(
+    "allowed_origins",
+    default="",
+    group=MESSAGES,
+    help="comma-separated full origins (https://app.example) allowed besides the server's own",
+)
+define(
+    "rate_limit",
+    default=_defaults.rate_limit,
+    group=MESSAGES,
+    help="messages per second one /ws connection may send on average (0: off)",
+)
+define(
+    "rate_burst",
+    default=_defaults.rate_burst,
+    group=MESSAGES,
+    help="messages one /ws connection may send in a burst (count)",
+)
+define(
+    "max_rooms_per_connection",
+    default=_defaults.max_rooms_per_connection,
+    group=MESSAGES,
+    help="rooms one connection may be in (count; 0: no limit)",
+)
+define(
+    "compression",
+    default=False,
+    group=MESSAGES,
+    help="offer permessage-deflate (true/false; costs CPU and memory per connection)",
+)
+define(
+    "history_size",
+    default=_defaults.history_size,
+    group=HISTORY,
+    help="messages kept per room for resuming clients (count)",
+)
+define(
+    "history_ttl",
+    default=_defaults.history_ttl,
+    group=HISTORY,
+    help="seconds a room's history outlives its last member",
+)
+define(
+    "ping_rate_limit",
+    default=_defaults.ping_rate_limit,
+    help="pings/s a client may send (bursts of 50; past it no pong, then 1008; 0: off)",
 )
 define(
     "send_threads",
     default=default_threads(),
-    help="threads a big fan-out's sends are spread over, GIL released (0: through the transports)",
+    group=FAN_OUT,
+    help="threads a big fan-out's sends are spread over, GIL released (count; 0: through the "
+    "event loop's transports)",
 )
+define(
+    "broker",
+    default="memory",
+    group=SCALE_OUT,
+    help="where rooms' shared state lives: memory (one process), or redis://host:port/db "
+    "(rediss:// for TLS, unix:///path.sock) for several processes and machines as one hub",
+)
+define(
+    "processes",
+    default=1,
+    group=SCALE_OUT,
+    help="worker processes on the port (count; 0: one per core); more than 1 needs --broker",
+)
+define(
+    "node_timeout",
+    default=15.0,
+    group=SCALE_OUT,
+    help="seconds a node that stopped heart-beating keeps its members in presence",
+)
+define(
+    "presence_limit",
+    default=_defaults.presence_limit,
+    group=SCALE_OUT,
+    help="members a room lists in joined and announces one by one (count); beyond it, "
+    "a count event once a second",
+)
+define(
+    "config",
+    type=str,
+    group=CONFIG,
+    help="path of a file of option = value lines in Python syntax; flags override it",
+)
+
+
+class StartupError(Exception):
+    """A mistake in how the server was started: printed as one line, exit status 2."""
+
+
+EXIT_USAGE = 2
+"""Exit status for a start-up mistake, as argparse and most Unix tools use."""
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _option_type(name: str) -> type:
+    """The type an option holds (a float option's default is a float, and so on)."""
+    value = getattr(options, name)
+    return str if value is None else type(value)
+
+
+def _unknown(name: str, where: str) -> StartupError:
+    """An unknown option, with the nearest known name as a hint; ``where`` is
+    empty for a flag, ``FILE: `` for a config file line."""
+    known = [known.replace("-", "_") for known in options]
+    close = difflib.get_close_matches(name.replace("-", "_"), known, n=1)
+    shown = f"{name!r}" if where else f"--{name}"
+    dashes = "" if where else "--"
+    hint = f"did you mean {dashes}{close[0]}?" if close else "wshub --help lists them"
+    return StartupError(f"{where}unknown option {shown}; {hint}")
+
+
+def _bad_value(name: str, value: Any, where: str) -> StartupError:
+    """A value of the wrong kind, with an example of a right one."""
+    kind = _KINDS.get(_option_type(name), _option_type(name).__name__)
+    default = getattr(options, name)
+    if where:
+        return StartupError(f"{where}{name} = {value!r} is not {kind}; like {name} = {default!r}")
+    return StartupError(f"--{name}={value} is not {kind}; write it like --{name}={default}")
+
+
+def _parse_flags(argv: list[str]) -> None:
+    """Apply ``--name=value`` flags one by one, so a mistake names its flag."""
+    for arg in argv[1:]:
+        if arg in ("-h", "--help", "-help", "--help=true"):
+            print_help()
+            raise SystemExit(0)
+        if not arg.startswith("-"):
+            raise StartupError(f"unexpected argument {arg!r}; options look like --port=9000")
+        name, equals, value = arg.lstrip("-").partition("=")
+        if name not in options:
+            raise _unknown(name, "")
+        name = name.replace("-", "_")
+        if not equals and _option_type(name) is not bool:
+            raise StartupError(f"--{name} needs a value, like --{name}={getattr(options, name)}")
+        try:
+            options.parse_command_line([argv[0], arg], final=False)
+        except (ValueError, OptionError):
+            raise _bad_value(name, value, "") from None
+
+
+def _set_from_file(name: str, value: Any, where: str) -> None:
+    """Set one option from the config file; whole numbers are fine where a float is."""
+    expected = _option_type(name)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    try:
+        if isinstance(value, str) and expected is not str:
+            options.parse_command_line(["wshub", f"--{name}={value}"], final=False)
+        else:
+            setattr(options, name, value)
+    except (ValueError, OptionError):
+        raise _bad_value(name, value, where) from None
+
+
+def _read_config_file(path: str) -> None:
+    """Run the config file as Python and apply every option it sets.
+
+    Unlike Tornado's own reader, whole numbers are accepted for float options and
+    an unknown name is an error rather than silently ignored.
+    """
+    try:
+        with open(path, "rb") as file:
+            source = file.read()
+    except FileNotFoundError:
+        raise StartupError(
+            f"config file {path!r} does not exist (relative to {os.getcwd()}); "
+            "check the path given to --config"
+        ) from None
+    except OSError as exc:
+        raise StartupError(f"config file {path!r} cannot be read: {exc.strerror}") from None
+    namespace: dict[str, Any] = {"__file__": os.path.abspath(path)}
+    try:
+        exec(compile(source, path, "exec"), namespace)
+    except SyntaxError as exc:
+        raise StartupError(
+            f"{path}, line {exc.lineno}: {exc.msg}; lines look like  port = 9000"
+        ) from None
+    except Exception as exc:
+        raise StartupError(f"{path}: {type(exc).__name__}: {exc}") from None
+    for name, value in namespace.items():
+        if name.startswith("_") or isinstance(value, types.ModuleType | types.FunctionType | type):
+            continue
+        if name not in options:
+            raise _unknown(name, f"{path}: ")
+        _set_from_file(name.replace("-", "_"), value, f"{path}: ")
 
 
 def load_options(argv: list[str] | None = None) -> None:
     """Command line, then the config file it names, then the command line again
-    so that flags override the file."""
+    so that flags override the file; raises `StartupError` on any mistake."""
     argv = sys.argv if argv is None else argv
-    parse_command_line(argv, final=False)
+    _parse_flags(argv)
     if options.config:
-        parse_config_file(options.config, final=False)
-    parse_command_line(argv)
+        _read_config_file(options.config)
+        _parse_flags(argv)
+    options.run_parse_callbacks()
+
+
+_HELP_ENTRY = re.compile(r"^  --(?P<name>[^=\s]+)(?:=\S*)?\s*(?P<text>.*)$")
+
+
+def _help_texts() -> dict[str, str]:
+    """Each option's help text with its default, as Tornado's own help prints it."""
+    printed = io.StringIO()
+    options.print_help(printed)
+    texts: dict[str, str] = {}
+    name = None
+    for line in printed.getvalue().splitlines():
+        entry = _HELP_ENTRY.match(line)
+        if entry:
+            name = entry["name"].replace("-", "_")
+            texts[name] = entry["text"]
+        elif name is not None and line.startswith(" " * 30):
+            texts[name] = f"{texts[name]} {line.strip()}".strip()
+        else:
+            name = None
+    return texts
+
+
+def print_help(file: Any = None) -> None:
+    """Our options first, in groups, with underscores as the README writes them;
+    then anything else defined (Tornado's logging options last)."""
+    file = sys.stdout if file is None else file
+    texts = _help_texts()
+    tornado_dir = os.path.dirname(os.path.abspath(tornado.__file__))
+    ours = [group for group in OPTION_GROUPS if group in options.groups()]
+    others = sorted(g for g in options.groups() if g not in ours and g)
+    tornados = [g for g in others if os.path.abspath(g).startswith(tornado_dir + os.sep)]
+    sections = [(group, [group]) for group in ours]
+    sections.append(("Other options", [g for g in others if g not in tornados]))
+    sections.append(("Logging (Tornado's options)", tornados))
+    out = ["Usage: wshub [--option=value ...]   (or: python server.py ...)", ""]
+    out.append("Times are in seconds, sizes in bytes; --config=FILE reads the same names.")
+    for title, groups in sections:
+        names = [name.replace("-", "_") for g in groups for name in options.group_dict(g)]
+        if not names:
+            continue
+        out += ["", f"{title}:"]
+        for name in names:
+            lines = textwrap.wrap(texts.get(name, ""), 76 - 30) or [""]
+            flag = f"--{name}"
+            if len(flag) > 28:
+                out.append(f"  {flag}")
+                out += [f"{'':30}{line}" for line in lines]
+            else:
+                out.append(f"  {flag:28}{lines[0]}")
+                out += [f"{'':30}{line}" for line in lines[1:]]
+    out += ["", f"  {'--help':28}show this help and exit"]
+    print("\n".join(out), file=file)
 
 
 GC_THRESHOLDS = (20_000, 20, 20)
@@ -151,6 +419,7 @@ def hub_settings(fd_limit: int) -> HubSettings:
         rate_burst=options.rate_burst,
         max_rooms_per_connection=options.max_rooms_per_connection,
         max_connections_per_ip=options.max_connections_per_ip,
+        ping_rate_limit=options.ping_rate_limit,
         presence_limit=options.presence_limit,
     )
 
@@ -160,9 +429,161 @@ def parse_origins(value: str) -> frozenset[str]:
     origins = set()
     for item in filter(None, (part.strip().lower().rstrip("/") for part in value.split(","))):
         if origin_key(item) is None:
-            raise SystemExit(f"allowed_origins: {item!r} is not a full origin like https://host")
+            raise StartupError(f"allowed_origins: {item!r} is not a full origin like https://host")
         origins.add(item)
     return frozenset(origins)
+
+
+def listen(host: str, port: int, reuse_port: bool = False) -> list[socket.socket]:
+    """Bind the listening sockets: IPv4 or IPv6 as ``host`` is written, and both for
+    ``::`` (Tornado binds every address family when given no host)."""
+    if not 0 <= port <= 65535:
+        raise StartupError(f"--port={port} is not a TCP port; use 1-65535 (0 picks a free one)")
+    try:
+        return tornado.netutil.bind_sockets(
+            port, None if host in ("::", "") else host, reuse_port=reuse_port
+        )
+    except OSError as exc:
+        raise StartupError(_bind_problem(host, port, exc)) from None
+
+
+def reserve_port(host: str, port: int) -> tuple[int, list[socket.socket]]:
+    """Bind, without listening, the addresses the workers will listen on with
+    SO_REUSEPORT: that holds the port (and picks it, for 0) while they start. A
+    listening socket here would be handed connections that nobody accepts."""
+    if not 0 <= port <= 65535:
+        raise StartupError(f"--port={port} is not a TCP port; use 1-65535 (0 picks a free one)")
+    held: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            None if host in ("::", "") else host,
+            port,
+            socket.AF_UNSPEC,
+            socket.SOCK_STREAM,
+            0,
+            socket.AI_PASSIVE,
+        ):
+            sock = socket.socket(family, kind, proto)
+            held.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))
+            port = sock.getsockname()[1]  # the one 0 picked, for the other families too
+    except OSError as exc:
+        for sock in held:
+            sock.close()
+        raise StartupError(_bind_problem(host, port, exc)) from None
+    return port, held
+
+
+BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_broker_options() -> None:
+    """Refuse, with a line saying how to fix it, a broker or process count that cannot work."""
+    url = options.broker
+    if url != "memory" and not url.startswith(BROKER_SCHEMES):
+        raise StartupError(f"--broker={url}: use memory, or a URL such as redis://127.0.0.1:6379/0")
+    if options.processes != 1 and url == "memory":
+        raise StartupError(
+            f"--processes={options.processes} needs a broker the processes share: "
+            "add --broker=redis://HOST:6379/0"
+        )
+    if url != "memory":
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise StartupError(
+                "--broker=redis://... needs redis-py: pip install 'tornado-wshub[redis]'"
+            ) from None
+
+
+def make_broker(settings: HubSettings) -> Broker:
+    """The broker the options name (checked by `check_broker_options`)."""
+    if options.broker == "memory":
+        return MemoryBroker(
+            settings.history_size, settings.history_ttl, presence_limit=settings.presence_limit
+        )
+    from hub.redis_broker import RedisBroker  # redis-py is needed only here
+
+    return RedisBroker(
+        options.broker,
+        history_size=settings.history_size,
+        history_ttl=settings.history_ttl,
+        node_timeout=options.node_timeout,
+        presence_limit=settings.presence_limit,
+    )
+
+
+def run_workers(count: int, host: str, port: int) -> int:
+    """Fork ``count`` workers (Tornado's `fork_processes`, which restarts one that
+    dies); returns, in each worker, the port to listen on with SO_REUSEPORT, so
+    that the kernel spreads new connections evenly over the workers. The parent
+    exits 0 once all workers stopped; SIGTERM or SIGINT to it is passed on to
+    the workers, which close their clients with 1001 and exit 0."""
+    port, reserved = reserve_port(host, port)
+    stopping = False
+
+    def pass_on(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if tornado.process.task_id() is not None:
+            raise SystemExit(0)  # a worker, before its loop took the signal over
+        stopping = True
+        for pid in _children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, pass_on)
+    signal.signal(signal.SIGINT, pass_on)
+    tornado.process.fork_processes(count)
+    for sock in reserved:
+        sock.close()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if stopping:  # restarted by fork_processes while stopping
+        raise SystemExit(0)
+    return port
+
+
+def _children() -> list[int]:
+    """This process's children (Linux: /proc/self/task/*/children)."""
+    pids: list[int] = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as listing:
+            pids.extend(int(pid) for pid in listing.read().split())
+    return pids
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    """What went wrong binding ``host:port``, and what to do about it, in one line."""
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"--host={host} is not an address or a known host name; use an IP address "
+            "such as 127.0.0.1, 0.0.0.0 (all IPv4), ::1 or :: (IPv6 and IPv4)"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use by another process; stop it, or "
+            "choose another port with --port=N (--port=0 picks a free one)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}; choose a port above 1023, like --port=8888"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"--host={host} is not an address of this machine; use one it has, "
+            "such as 127.0.0.1, 0.0.0.0 (all IPv4) or :: (IPv6 and IPv4)"
+        )
+    if exc.errno == errno.EAFNOSUPPORT:
+        return f"--host={host}: this machine has no IPv6; use an IPv4 address such as 0.0.0.0"
+    return f"cannot listen on {host} port {port}: {exc.strerror or exc}"
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return (
+        f"http://[{host}]:{port}/" if sock.family == socket.AF_INET6 else f"http://{host}:{port}/"
+    )
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
@@ -196,73 +617,25 @@ def make_app(
     )
 
 
-BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
-
-
-def fail(message: str) -> NoReturn:
-    """A start-up mistake: one line saying what is wrong and how to fix it, exit 2."""
-    print(f"wshub: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def check_broker_options() -> None:
-    """Refuse, with a line saying how to fix it, what cannot work."""
-    url = options.broker
-    if url != "memory" and not url.startswith(BROKER_SCHEMES):
-        fail(f"--broker={url!r}: use memory, or a URL such as redis://127.0.0.1:6379/0")
-    if options.processes != 1 and url == "memory":
-        fail(
-            f"--processes={options.processes} needs a broker the processes share: "
-            "add --broker=redis://HOST:6379/0"
-        )
-
-
-def make_broker(settings: HubSettings) -> Broker:
-    """The broker the options name (checked by `check_broker_options`)."""
-    if options.broker == "memory":
-        return MemoryBroker(
-            settings.history_size, settings.history_ttl, presence_limit=settings.presence_limit
-        )
-    from hub.redis_broker import RedisBroker  # redis-py is needed only here
-
-    return RedisBroker(
-        options.broker,
-        history_size=settings.history_size,
-        history_ttl=settings.history_ttl,
-        node_timeout=options.node_timeout,
-        presence_limit=settings.presence_limit,
-    )
-
-
-async def serve() -> None:
-    """Listen, run until SIGINT/SIGTERM, then close every client with 1001."""
+async def serve(sockets: list[socket.socket], allowed_origins: frozenset[str]) -> None:
+    """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
     settings = hub_settings(fd_limit)
     broker = make_broker(settings)
     hub = Hub(settings, broker, write_batch=make_batch_writer(options.send_threads))
     start = getattr(broker, "start", None)
     if start is not None:
-        await start()
+        await start()  # connects, or keeps trying in the background
     tune_gc()
-    app = make_app(
-        hub,
-        parse_origins(options.allowed_origins),
-        options.compression,
-        options.max_message_size,
-    )
-    sockets = tornado.netutil.bind_sockets(
-        _port, options.host, family=socket.AF_INET, reuse_port=options.processes != 1
-    )
+    app = make_app(hub, allowed_origins, options.compression, options.max_message_size)
     server = HTTPServer(app, max_body_size=options.max_message_size, idle_connection_timeout=30)
     server.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()
-    host, port = sockets[0].getsockname()[:2]
     log.info(
-        "WebSocket hub listening on http://%s:%d/ (max_connections=%d, open-file limit %d, %s;"
+        "WebSocket hub listening on %s (max_connections=%d, open-file limit %d, %s;"
         " node %s, %s broker)",
-        host,
-        port,
+        " and ".join(_url(sock) for sock in sockets),
         hub.settings.max_connections,
         fd_limit,
         describe_writer(hub.write_batch),
@@ -283,7 +656,7 @@ async def serve() -> None:
     await _drain(server, hub, timeout=3.0)
     stop = getattr(broker, "stop", None)
     if stop is not None:
-        await stop()
+        await stop()  # this node's members leave every room at once
     log.info("stopped")
 
 
@@ -321,64 +694,26 @@ def install_event_loop() -> str:
     return "uvloop"
 
 
-_port = 0
-"""The port each worker binds: the option's, or the one the parent reserved."""
-
-
-def run_workers(count: int) -> None:
-    """Fork ``count`` workers (Tornado's `fork_processes`, which restarts one that
-    dies), each binding the port with SO_REUSEPORT so the kernel spreads new
-    connections evenly; returns in each worker, exits 0 in the parent once all
-    workers stopped. SIGTERM/SIGINT to the parent is passed on to the workers,
-    which close their clients with 1001 and exit 0."""
-    global _port
-    # Bound but never listening (a listening one would be handed connections that
-    # nobody accepts): it holds the port, or picks one for port 0, for the workers.
-    reserve = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    reserve.bind((options.host, options.port))
-    _port = reserve.getsockname()[1]
-    stopping = False
-
-    def pass_on(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        if tornado.process.task_id() is not None:
-            raise SystemExit(0)  # a worker forked while stopping: leave at once
-        stopping = True
-        for pid in _children():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, pass_on)
-    signal.signal(signal.SIGINT, pass_on)
-    tornado.process.fork_processes(count)
-    reserve.close()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    if stopping:  # restarted by fork_processes during shutdown
-        raise SystemExit(0)
-
-
-def _children() -> list[int]:
-    """This process's children (Linux: /proc/self/task/*/children)."""
-    pids: list[int] = []
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as listing:
-            pids.extend(int(pid) for pid in listing.read().split())
-    return pids
-
-
 def main(argv: list[str] | None = None) -> None:
-    global _port
-    load_options(argv)
-    check_broker_options()
-    _port = options.port
+    """The ``wshub`` command. A start-up mistake (unknown option, bad value, missing
+    config file, port in use) prints one line to stderr and exits with status 2."""
+    try:
+        load_options(argv)
+        allowed_origins = parse_origins(options.allowed_origins)
+        check_broker_options()
+        if options.processes == 1:
+            sockets = listen(options.host, options.port)
+        else:
+            count = options.processes if options.processes > 0 else os.cpu_count() or 1
+            port = run_workers(count, options.host, options.port)
+            sockets = listen(options.host, port, reuse_port=True)
+    except StartupError as exc:
+        print(f"wshub: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
     install_error_counter()
-    if options.processes != 1:
-        run_workers(options.processes if options.processes > 0 else os.cpu_count() or 1)
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
-    asyncio.run(serve())
+    asyncio.run(serve(sockets, allowed_origins))
 
 
 if __name__ == "__main__":

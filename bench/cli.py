@@ -20,14 +20,14 @@ from typing import Any
 
 import tornado
 
-from bench import cluster, scenarios
+from bench import abuse, cluster, scenarios
 from bench.procstat import raise_nofile_limit
 from bench.progress import Progress
 from bench.report import render_markdown, render_text, to_json
 from bench.servers import KINDS, REPO_ROOT
 from bench.suite import Case, cluster_cases, full_suite, quick_suite
 
-TYPES = ("idle", "fanout", "slow", "handshake", "steady", *cluster.SCENARIOS)
+TYPES = ("idle", "fanout", "slow", "handshake", "steady", "abuse", *cluster.SCENARIOS)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -144,6 +144,8 @@ async def run_group(
         return [await scenarios.idle(env, kind, case.name, p["connections"])]
     if case.type == "handshake":
         return [await scenarios.handshakes(env, kind, case.name, p["total"])]
+    if case.type == "abuse":
+        return [await abuse.abuse(env, kind, case.name, p)]
     if case.type == "slow":
         return [
             await scenarios.slow_consumers(
@@ -154,8 +156,9 @@ async def run_group(
                 p["stuck"],
                 p["messages"],
                 p.get("size", 1024),
-                window,
+                p.get("window", window),
                 p.get("max_seconds", 60.0),
+                p.get("server_args", {}).get(kind.name),
             )
         ]
     phases = [phase_for(c, window, read_batch) for c in cases]

@@ -132,6 +132,17 @@ JOIN_STORM = [
     Metric("server_cpu_us_per_join", "server CPU µs/join (all nodes)", "lower", "{:.0f}"),
     Metric("failed", "failed", "", "{:,}", "0", 0),
 ]
+ABUSE = [
+    Metric("attacker_end", "how the attacker was ended", ""),
+    Metric("pings_sent", "pings the attacker got in", "", "{:,}"),
+    Metric("replayed", "messages replayed to the resumer", "", "{:,}"),
+    Metric("server_rss_peak_growth_mb", "server RSS growth MB (peak)", "lower", "{:.1f}"),
+    Metric("server_rss_after_growth_mb", "server RSS growth MB (after)", "lower", "{:.1f}"),
+    Metric("canary_p50_ms", "canary round trip p50 ms", "lower", "{:.1f}"),
+    Metric("canary_p99_ms", "canary round trip p99 ms", "lower", "{:.1f}"),
+    Metric("canary_max_ms", "canary round trip max ms", "lower", "{:.1f}"),
+    Metric("slow_consumers_dropped", "slow consumers dropped", "", "{}"),
+]
 METRICS = {
     "fanout": FANOUT,
     "idle": IDLE,
@@ -141,6 +152,7 @@ METRICS = {
     "cluster-fanout": CLUSTER_FANOUT,
     "cluster-publish": CLUSTER_PUBLISH,
     "join-storm": JOIN_STORM,
+    "abuse": ABUSE,
 }
 COLUMNS = {
     "cluster-fanout": ("2 nodes, Redis", "1 node, memory"),

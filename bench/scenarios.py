@@ -553,11 +553,14 @@ async def slow_consumers(
     size: int = 1024,
     window: int = 32,
     max_seconds: float = 60.0,
+    server_args: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Flood 1 KB messages with and without ``stuck`` never-reading members."""
+    """Flood messages of ``size`` with and without ``stuck`` never-reading members."""
     clean_phase = Phase(f"{label} (no stuck)", messages, size, window, None, max_seconds)
-    (clean,) = await fanout(env, kind, subscribers, [clean_phase])
-    (dirty,) = await fanout(env, kind, subscribers, [replace(clean_phase, label=label)], stuck)
+    (clean,) = await fanout(env, kind, subscribers, [clean_phase], 0, server_args)
+    (dirty,) = await fanout(
+        env, kind, subscribers, [replace(clean_phase, label=label)], stuck, server_args
+    )
     ratio = None
     if clean["per_member_msgs_per_s"]:
         ratio = dirty["per_member_msgs_per_s"] / clean["per_member_msgs_per_s"]

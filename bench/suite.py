@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+STUCK_SERVER_ARGS = ["--send_buffer_limit=262144", "--max_message_size=1048576"]
+"""Issue 10's server options for the stuck-reader cases (large messages, a tight limit)."""
+
 
 @dataclass(frozen=True)
 class Case:
@@ -73,6 +76,36 @@ def full_suite() -> list[Case]:
             " more than the kernel's socket buffers (~4 MB) plus send_buffer_limit (1 MiB)",
             {"subscribers": 1_000, "stuck": 10, "messages": 6_000, "size": 1024, "max_seconds": 30},
         ),
+        Case(
+            "stuck-32k",
+            "slow",
+            "issue 10: 2 subscribers that read and 8 that never read (SO_RCVBUF 4096), 1,500"
+            " messages of 32 KiB at most 8 ahead, send_buffer_limit 256 KiB (compared with the"
+            " same run without the stuck readers: the ratio must stay >= 0.9)",
+            {
+                "subscribers": 10,
+                "stuck": 8,
+                "messages": 1_500,
+                "size": 32 * 1024,
+                "window": 8,
+                "max_seconds": 60,
+                "server_args": {"ours": STUCK_SERVER_ARGS},
+            },
+        ),
+        Case(
+            "ping-flood",
+            "abuse",
+            "issue 11.1: one connection sends 125-byte pings, 1,000 per write, never reading,"
+            " up to 1,000,000 pings; a canary publishes and waits for its acks throughout",
+            {"attack": "ping-flood", "batches": 1_000},
+        ),
+        Case(
+            "big-resume",
+            "abuse",
+            "issue 11.4: a room holding 100 messages of 60 KB; a client with a 16 KiB receive"
+            " window joins with since 0 and reads promptly; a canary throughout",
+            {"attack": "big-resume", "messages": 100, "size": 60_000},
+        ),
     ]
 
 
@@ -127,5 +160,17 @@ def quick_suite() -> list[Case]:
             "slow",
             "200 subscribers, 10 never read, 200 messages of 1 KB (quick)",
             {"subscribers": 200, "stuck": 10, "messages": 200, "size": 1024, "max_seconds": 20},
+        ),
+        Case(
+            "ping-flood-quick",
+            "abuse",
+            "ping flood, up to 100,000 pings (quick)",
+            {"attack": "ping-flood", "batches": 100},
+        ),
+        Case(
+            "big-resume-quick",
+            "abuse",
+            "resume of 30 messages of 60 KB (quick)",
+            {"attack": "big-resume", "messages": 30, "size": 60_000},
         ),
     ]

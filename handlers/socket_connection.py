@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from handlers.wire import (
@@ -39,6 +40,12 @@ log = logging.getLogger("wshub.connection")
 
 CLOSE_HANDSHAKE_TIMEOUT = 5.0
 """Seconds the closing handshake may take before the socket is dropped, as in Tornado."""
+
+PAUSE_READING_ABOVE = 64 * 1024
+"""Unsent bytes to a client above which we stop reading from it until they have
+left: what it asks for (echoes of its publishes, pongs, replies) then waits for
+its own reads, so a prompt reader is paced instead of piling up output, and a
+client that never reads cannot make us produce more for it."""
 
 
 class SocketConnection(asyncio.Protocol):
@@ -66,6 +73,8 @@ class SocketConnection(asyncio.Protocol):
         "_finishing",
         "_closed",
         "_timer",
+        "_reading_paused",
+        "_on_drained",
     )
 
     def __init__(self, handler: Any, max_message_size: int) -> None:
@@ -81,6 +90,8 @@ class SocketConnection(asyncio.Protocol):
         self._finishing = False  # the WebSocket is closed; TCP is ending
         self._closed = False  # the transport is gone
         self._timer: asyncio.TimerHandle | None = None
+        self._reading_paused = False  # paused by our own backlog (PAUSE_READING_ABOVE)
+        self._on_drained: list[Callable[[], None]] | None = None  # see `on_drained`
 
     def received_early(self, data: bytes) -> None:
         """Bytes the client sent right behind its handshake, before the hand-off."""
@@ -135,8 +146,7 @@ class SocketConnection(asyncio.Protocol):
                 if not self._close_sent:
                     self._dispatch(handler.on_message, payload)
             elif opcode == OP_PING:
-                self.write(frame(payload, OP_PONG))
-                self._dispatch(handler.on_pong, payload)
+                self._dispatch(self._answer_ping, payload)
             elif opcode == OP_PONG:
                 self._dispatch(handler.on_pong, payload)
             else:
@@ -156,6 +166,8 @@ class SocketConnection(asyncio.Protocol):
         """The transport's buffer is empty again."""
         if not self._close_sent and not self._closed:
             self.fd = self._socket_fd
+        self._resume_reading()
+        self._run_drained()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The transport is gone (or never came: the client left before the hand-off)."""
@@ -165,6 +177,7 @@ class SocketConnection(asyncio.Protocol):
         self._closed = True
         self._close_sent = True
         self._early = None
+        self._on_drained = None
         self._disarm_timer()
         self._notify_handler()
         self.transport = None
@@ -181,13 +194,27 @@ class SocketConnection(asyncio.Protocol):
             self._early.append(data)
             return self.backlog()
         transport.write(data)
-        return transport.get_write_buffer_size()
+        backlog = transport.get_write_buffer_size()
+        if backlog > PAUSE_READING_ABOVE and not self._reading_paused and not self._finishing:
+            self._reading_paused = True
+            transport.pause_reading()
+        return backlog
 
     def backlog(self) -> int:
         transport = self.transport
         if transport is None:
             return sum(map(len, self._early)) if self._early else 0
         return 0 if self._closed else transport.get_write_buffer_size()
+
+    def on_drained(self, callback: Callable[[], None]) -> None:
+        """``callback()`` once the transport's buffer is empty (soon, if it is)."""
+        if self._closed:
+            return
+        if self._on_drained is None:
+            self._on_drained = []
+        self._on_drained.append(callback)
+        if self.transport is not None and not self.transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_soon(self._run_drained)
 
     def close(self, code: int, reason: str, abort: bool) -> None:
         """Send a close frame; then wait for the client's (or, with ``abort``, don't)."""
@@ -198,6 +225,37 @@ class SocketConnection(asyncio.Protocol):
             self._drop()
         else:
             self._arm_timer()
+
+    # -- output pacing ----------------------------------------------------------
+
+    def _answer_ping(self, payload: bytes) -> None:
+        """A pong is output like any other: a hub peer's goes through the hub, which
+        counts it against the send buffer limit and the ping rate."""
+        handler = self.handler
+        if handler is None:
+            return  # closed meanwhile
+        pong = frame(payload, OP_PONG)
+        peer = getattr(handler, "peer", None)
+        if peer is None:
+            self.write(pong)  # not (or not yet) registered: nothing to count it against
+            handler.on_pong(payload)
+        else:
+            handler.hub.ping(peer, pong)
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            if self.transport is not None and not self._closed:
+                self.transport.resume_reading()
+
+    def _run_drained(self) -> None:
+        callbacks, self._on_drained = self._on_drained, None
+        if callbacks and not self._closed:
+            if self.transport is not None and self.transport.get_write_buffer_size():
+                self._on_drained = callbacks  # filled again meanwhile: at the next drain
+                return
+            for callback in callbacks:
+                callback()
 
     # -- closing ----------------------------------------------------------------
 
@@ -231,6 +289,7 @@ class SocketConnection(asyncio.Protocol):
         self.write(frame(payload, OP_CLOSE))
         self._close_sent = True
         self.fd = -1
+        self._resume_reading()  # the client's close frame must be read
 
     def _finish(self) -> None:
         """The WebSocket is closed: tell the handler now; end TCP once our frames

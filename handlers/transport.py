@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
@@ -48,6 +51,17 @@ class WebSocketTransport:
         if connection is None or connection.stream.closed():
             return 0
         return stream_backlog(connection.stream)
+
+    def on_drained(self, callback: Callable[[], None]) -> None:
+        connection = self.handler.ws_connection
+        if connection is None or connection.stream.closed():
+            return
+        try:
+            # Resolves once everything written so far has left the stream's buffer.
+            flushed = connection.stream.write(b"")
+        except StreamClosedError:
+            return
+        IOLoop.current().add_future(flushed, lambda future: future.exception() or callback())
 
     def close(self, code: int, reason: str, abort: bool) -> None:
         connection = self.handler.ws_connection

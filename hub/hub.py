@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,6 +29,13 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_PING_TIMEOUT = 4000
 
+PING_BURST = 50
+"""Pings a client may send at once before ``ping_rate_limit`` applies (Autobahn's
+ping cases send 10 back to back)."""
+
+RATE_ID_PARSE_LIMIT = 1024
+"""Characters of a rate-limited message parsed to echo its id in the refusal."""
+
 __all__ = ["BATCH_BYTES", "CLOSE_SLOW_CONSUMER", "Hub", "HubCounters", "write_each"]
 
 
@@ -41,6 +49,7 @@ class HubCounters:
     rejected_per_ip: int = 0
     rate_limited: int = 0
     closed_for_rate: int = 0
+    closed_for_ping_rate: int = 0
     ephemeral_skipped: int = 0
     published: int = 0
 
@@ -132,6 +141,7 @@ class Hub:
         peer.closed = True
         peer.out = None
         peer.pending = 0
+        peer.backfill = None
         for room in list(peer.rooms):
             self._leave_room(peer, room)
 
@@ -162,7 +172,7 @@ class Hub:
 
     def handle_text(self, peer: Peer, text: str) -> None:
         """Act on one text frame received on /ws."""
-        if not self._within_rate(peer):
+        if not self._within_rate(peer, text):
             return
         try:
             command = protocol.parse(text)
@@ -187,7 +197,32 @@ class Hub:
         """Record a sign of life (any frame, a pong included) for the heartbeat."""
         peer.last_seen = self.clock()
 
-    def _within_rate(self, peer: Peer) -> bool:
+    def ping(self, peer: Peer, pong: bytes) -> None:
+        """Answer a client's ping with ``pong`` (framed by the socket layer).
+
+        The pong goes through the outbox like any other output, so a client
+        whose pongs pile up unread is a slow consumer (4001). Pings past
+        ``ping_rate_limit`` get no pong (RFC 6455 5.5.3 lets an endpoint answer
+        only the latest), and a client that keeps on is closed with 1008.
+        """
+        if peer.closed:
+            return
+        now = self.clock()
+        peer.last_seen = now
+        rate = self.settings.ping_rate_limit
+        if rate > 0:
+            bucket = peer.pings
+            if bucket is None:
+                bucket = peer.pings = TokenBucket(rate, PING_BURST, now)
+            if not bucket.take(now):
+                if bucket.strikes > bucket.burst:
+                    self.counters.closed_for_ping_rate += 1
+                    # No closing handshake: reading on would parse the rest of the flood.
+                    self.disconnect(peer, CLOSE_POLICY, "ping rate exceeded", abort=True)
+                return
+        self.send(peer, pong)
+
+    def _within_rate(self, peer: Peer, text: str | None = None) -> bool:
         """Count one incoming message against the peer's rate limit (every kind
         counts, garbage included); refuse it, or close a peer that persists."""
         now = self.clock()
@@ -200,8 +235,27 @@ class Hub:
             self.counters.closed_for_rate += 1
             self.disconnect(peer, CLOSE_POLICY, "rate limit exceeded")
         else:
-            self.send(peer, protocol.error_frame(protocol.RATE_LIMITED, "slow down"))
+            self.send(peer, self._rate_limited_frame(bucket, text))
         return False
+
+    def _rate_limited_frame(self, bucket: TokenBucket, text: str | None) -> bytes:
+        """The refusal says what the limit is and how to lift it (a backend
+        publisher on /ws meets it first), with the request's id when the message
+        is small enough to parse for it without undoing what the limit saves."""
+        request_id = None
+        if text is not None and len(text) <= RATE_ID_PARSE_LIMIT:
+            try:
+                message = json.loads(text)
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and isinstance(message.get("id"), str | int | float):
+                request_id = message["id"]
+        detail = (
+            f"slow down: at most {bucket.rate:g} messages/s (bursts of {bucket.burst:g}) per "
+            "connection; this one was dropped. The server's --rate_limit option raises the "
+            "limit, --rate_limit=0 lifts it"
+        )
+        return protocol.error_frame(protocol.RATE_LIMITED, detail, request_id)
 
     def _join(self, peer: Peer, command: protocol.Join) -> None:
         room = command.room
@@ -242,6 +296,7 @@ class Hub:
                 result.epoch,
                 result.seq,
                 result.members_json,
+                command.request_id,
                 result.member_count,
                 result.truncated,
             ),
@@ -258,9 +313,8 @@ class Hub:
                     oldest_seq=replay.oldest_seq,
                 ),
             )
-        for frame in replay.frames:
-            self.send(peer, frame)
-        for frame in result.catch_up:
+        self.outbox.send_paced(peer, replay.frames)  # as fast as the peer drains
+        for frame in result.catch_up:  # behind the replay, like every later message
             self.send(peer, frame)
 
     def _leave(self, peer: Peer, command: protocol.Leave) -> None:
@@ -269,7 +323,7 @@ class Hub:
                 protocol.NOT_JOINED, f"not in room {command.room}", command.request_id
             )
         self._leave_room(peer, command.room)
-        self.send(peer, protocol.encode({"type": "left", "room": command.room}))
+        self.send(peer, protocol.left_frame(command.room, command.request_id))
 
     def _leave_room(self, peer: Peer, room: str) -> None:
         self.outbox.leaving(peer, room)  # a broadcast while it was a member: still for it

@@ -21,15 +21,25 @@ publisher's ack pulls in just that member). Joins and leaves in the same
 iteration adjust it (`joining`, `leaving`), so each member gets the frames of
 its rooms in order, the ones broadcast while it was a member, once.
 
-Slow consumers: a peer's queued bytes (this iteration's plus what its socket
-had not taken at the last write) may not exceed ``send_buffer_limit``; past
-it the peer is dropped (4001), so memory stays bounded however many clients
-stop reading.
+Slow consumers: what a peer's socket has not taken may not exceed
+``send_buffer_limit``; past it the peer is dropped (4001), so memory stays
+bounded however many clients stop reading. Frames queued within one iteration
+are no sign of a slow reader (one read of a publisher's input fans out as that
+much to every member), so once a peer's queue and cached backlog pass the
+limit its queue is offered to the socket first and only what is then refused
+counts (`_refused_past`).
+
+Backfills: a resume's replay (up to the whole history, many times the limit)
+is not queued at once but fed to the peer as its socket drains
+(`send_paced`); what is sent to the peer meanwhile waits behind it and counts
+against the limit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from hub.peer import BatchWrite, Peer
@@ -43,6 +53,18 @@ BATCH_BYTES = 1 << 20
 """Joined bytes `Outbox.flush` holds at once before handing them to the writer: a
 burst to a big room would otherwise keep every member's frames alive together
 (1,000 members × 18 KB in one iteration is 18 MB)."""
+
+
+class Backfill:
+    """Frames owed to one peer that go out only as fast as its socket drains (a
+    resume's replay), and whatever is sent to it meanwhile, kept behind them."""
+
+    __slots__ = ("frames", "added", "waiting")
+
+    def __init__(self) -> None:
+        self.frames: deque[tuple[bytes, bool]] = deque()  # (frame, counts against the limit)
+        self.added = 0  # bytes of the counted frames: sent to the peer since it began
+        self.waiting = False  # a drain callback is registered with the transport
 
 
 class OutboxCounters(Protocol):
@@ -137,6 +159,12 @@ class Outbox:
             return
         if self._cast is not None:
             self._take_cast(peer)
+        if peer.backfill is None:
+            self._queue(peer, frame)
+        elif self._behind_backfill(peer, frame):
+            self._drop_slow(peer)
+
+    def _queue(self, peer: Peer, frame: bytes) -> None:
         out = peer.out
         if out is None:
             peer.out = [frame]
@@ -146,8 +174,64 @@ class Outbox:
             out.append(frame)
         peer.pending += len(frame)
         limit = self.settings.send_buffer_limit
-        if peer.pending + peer.backlog > limit and self._still_over(peer, limit):
+        if peer.pending + peer.backlog > limit and self._refused_past(peer, limit):
             self._drop_slow(peer)
+
+    def send_paced(self, peer: Peer, frames: Sequence[bytes]) -> None:
+        """Queue ``frames`` to ``peer`` behind what it was sent, as fast as its socket
+        drains: a resume's replay (up to the whole history) is not a burst that
+        makes a prompt reader look slow. What is sent to it meanwhile follows the
+        frames, and only that counts against ``send_buffer_limit`` (the frames are
+        the history's own bytes)."""
+        if peer.closed or not frames:
+            return
+        if self._cast is not None:
+            self._take_cast(peer)
+        if peer.backfill is None:
+            peer.backfill = Backfill()
+        peer.backfill.frames.extend((frame, False) for frame in frames)
+        self._feed(peer)
+
+    def _behind_backfill(self, peer: Peer, frame: bytes) -> bool:
+        """Keep ``frame`` behind the backfill, where it counts against the limit;
+        whether the peer is now past it (it reads slower than it is sent to)."""
+        backfill = peer.backfill
+        assert backfill is not None
+        backfill.frames.append((frame, True))
+        backfill.added += len(frame)
+        limit = self.settings.send_buffer_limit
+        if backfill.added + peer.backlog <= limit:
+            return False
+        peer.backlog = peer.transport.backlog()
+        return backfill.added + peer.backlog > limit
+
+    def _feed(self, peer: Peer) -> None:
+        """Move backfill frames into the peer's queue while its socket keeps up
+        (until half the limit is queued or unsent), then wait for a drain."""
+        backfill = peer.backfill
+        if backfill is None or peer.closed:
+            return
+        frames = backfill.frames
+        budget = self.settings.send_buffer_limit // 2
+        peer.backlog = peer.transport.backlog()
+        while frames and peer.pending + peer.backlog < budget:
+            frame, counted = frames.popleft()
+            if counted:
+                backfill.added -= len(frame)
+            self._queue(peer, frame)
+            if peer.closed:
+                return
+        if not frames:
+            peer.backfill = None
+        elif not backfill.waiting:
+            backfill.waiting = True
+            peer.transport.on_drained(partial(self._schedule, partial(self._drained, peer)))
+
+    def _drained(self, peer: Peer) -> None:
+        backfill = peer.backfill
+        if backfill is not None:
+            backfill.waiting = False
+            self._feed(peer)
 
     def joining(self, peer: Peer, room: str) -> None:
         """``peer`` joins ``room`` now: a broadcast pending there predates it."""
@@ -180,6 +264,13 @@ class Outbox:
             ):
                 self.counters.ephemeral_skipped += 1
                 continue
+            if peer.backfill is not None:
+                if lossy:
+                    self.counters.ephemeral_skipped += 1  # behind its replay: stale anyway
+                elif self._behind_backfill(peer, frame):
+                    slow = slow or []
+                    slow.append(peer)
+                continue
             out = peer.out
             if out is None:
                 peer.out = [frame]
@@ -187,7 +278,7 @@ class Outbox:
             else:
                 out.append(frame)
             peer.pending += size
-            if peer.pending + peer.backlog > limit and self._still_over(peer, limit):
+            if peer.pending + peer.backlog > limit and self._refused_past(peer, limit):
                 slow = slow or []
                 slow.append(peer)
         if dirty:
@@ -217,9 +308,16 @@ class Outbox:
     def _unqueue_last(peer: Peer | None, frame: bytes) -> None:
         """Take ``frame`` back from the peer it was not meant for (a presence
         event about that peer itself); cheaper than testing every member."""
-        if peer is not None and peer.out and peer.out[-1] is frame:
+        if peer is None:
+            return
+        if peer.out and peer.out[-1] is frame:
             peer.out.pop()
             peer.pending -= len(frame)
+        elif peer.backfill is not None and peer.backfill.frames:
+            frames = peer.backfill.frames
+            if frames[-1][0] is frame:
+                frames.pop()
+                peer.backfill.added -= len(frame)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -264,9 +362,14 @@ class Outbox:
         """Write what is queued to ``peer`` now: due before a close frame."""
         if self._cast is not None:
             self._take_cast(peer)
+        self._write_queue(peer)
+
+    @staticmethod
+    def _write_queue(peer: Peer) -> None:
+        """Hand ``peer``'s queue to its transport now, ahead of the flush."""
         out = peer.out
         if out:
-            peer.out = None
+            peer.out = None  # (it stays in the dirty list; the flush skips it)
             peer.pending = 0
             peer.backlog = peer.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
@@ -274,9 +377,11 @@ class Outbox:
         """Write the cast to its members in one batch; members with a backlog
         get it through their queues, whose limit check comes before the write."""
         peers = cast.recipients()
-        ready = [p for p in peers if not p.backlog]
+        ready = [p for p in peers if not p.backlog and p.backfill is None]
         if len(ready) != len(peers):
-            self._queue_to_all([p for p in peers if p.backlog], cast.frame, False)
+            self._queue_to_all(
+                [p for p in peers if p.backlog or p.backfill is not None], cast.frame, False
+            )
         if ready:
             self._write(ready, [cast.frame] * len(ready), self.settings.send_buffer_limit)
 
@@ -295,6 +400,20 @@ class Outbox:
         peer.backlog = peer.transport.backlog()
         if peer.backlog > self.settings.send_buffer_limit:
             self._drop_slow(peer)
+
+    def _refused_past(self, peer: Peer, limit: int) -> bool:
+        """Whether ``peer``'s socket holds more than ``limit`` bytes it has not
+        taken; asked once its queue and cached backlog together pass the limit.
+
+        Only refused bytes tell a slow reader: what was queued in this loop
+        iteration has not been offered to the socket yet (one read of a busy
+        publisher's input is 256 KiB of messages, its echoes as much), so the
+        queue is written first and what the transport then holds is judged.
+        """
+        if not self._still_over(peer, limit):
+            return False
+        self._write_queue(peer)
+        return peer.backlog > limit
 
     @staticmethod
     def _still_over(peer: Peer, threshold: int) -> bool:
@@ -315,6 +434,7 @@ class Outbox:
         peer.closed = True
         peer.out = None
         peer.pending = 0
+        peer.backfill = None
         for room in peer.rooms:  # no more fan-out to it (presence leave comes at the flush)
             self.rooms[room].pop(peer.client_id, None)
         self.counters.slow_consumers_dropped += 1

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hub.limits import TokenBucket
+
+if TYPE_CHECKING:
+    from hub.outbox import Backfill
 
 
 class Transport(Protocol):
@@ -20,6 +23,10 @@ class Transport(Protocol):
     def close(self, code: int, reason: str, abort: bool) -> None:
         """Send a close frame; with ``abort`` drop the socket at once instead of
         waiting for a closing handshake the peer may never answer."""
+
+    def on_drained(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything written so far has left user space
+        (soon, if it has already); never if the connection closes first."""
 
 
 BatchWrite = Callable[[list["Peer"], list[bytes]], list[tuple[int, int]]]
@@ -48,6 +55,8 @@ class Peer:
         "backlog",
         "bucket",
         "closed",
+        "backfill",
+        "pings",
     )
 
     def __init__(
@@ -71,6 +80,8 @@ class Peer:
         self.backlog = 0  # bytes the socket had not taken at the last write
         self.bucket: TokenBucket | None = None
         self.closed = False
+        self.backfill: Backfill | None = None  # a replay paced by the socket's drain
+        self.pings: TokenBucket | None = None  # its ping rate, from its first ping
 
     @property
     def display_name(self) -> str:

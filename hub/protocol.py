@@ -157,17 +157,32 @@ def joined_frame(
     epoch: str,
     seq: int,
     members_json: str,
+    request_id: Any = None,
     member_count: int | None = None,
     truncated: bool = False,
 ) -> bytes:
-    """Frame ``joined`` around an already encoded member list."""
-    joined: dict[str, Any] = {"type": "joined", "room": room, "epoch": epoch, "seq": seq}
+    """Frame ``joined`` around an already encoded member list; ``request_id``
+    echoes the join's ``id``, as acks and errors do."""
+    head: dict[str, Any] = {"type": "joined", "room": room, "epoch": epoch, "seq": seq}
     if member_count is not None:
-        joined["member_count"] = member_count
+        head["member_count"] = member_count
     if truncated:
-        joined["members_truncated"] = True
-    head = _compact(joined)
-    return frame(f'{head[:-1]},"members":{members_json}}}'.encode(), OP_TEXT)
+        head["members_truncated"] = True
+    if request_id is not None:
+        head["id"] = request_id
+    try:
+        payload = f'{_compact(head)[:-1]},"members":{members_json}}}'.encode()
+    except UnicodeEncodeError:  # an id with a lone surrogate: escaped, as `encode` does
+        payload = f'{_compact_ascii(head)[:-1]},"members":{members_json}}}'.encode()
+    return frame(payload, OP_TEXT)
+
+
+def left_frame(room: str, request_id: Any = None) -> bytes:
+    """Frame ``left``; ``request_id`` echoes the leave's ``id``."""
+    message: dict[str, Any] = {"type": "left", "room": room}
+    if request_id is not None:
+        message["id"] = request_id
+    return encode(message)
 
 
 def error_frame(code: str, detail: str, request_id: Any = None, **extra: Any) -> bytes:

@@ -32,3 +32,7 @@ class HubSettings:
     ``joined`` lists this many and per-member events become count events."""
     lossy_threshold: int = 16 * 1024
     """Queued bytes above which ephemeral messages are skipped for a member."""
+    ping_rate_limit: float = 10.0
+    """Pings per second one handed-off connection may send on average (bursts of
+    50; 0 disables). Pings past it get no pong; a client that keeps on is closed
+    with 1008. Keepalive needs one every few seconds at most."""

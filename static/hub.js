@@ -393,16 +393,6 @@ export class HubClient {
     });
   }
 
-  /**
-   * Find the oldest pending request of `kind` for `room`: `joined` and `left`
-   * frames are matched by room, since the protocol does not promise to echo
-   * an id on them.
-   */
-  _pendingFor(kind, room) {
-    for (const [id, p] of this._pending) if (p.kind === kind && p.room === room) return id;
-    return undefined;
-  }
-
   _settle(id, ok, value) {
     const p = this._pending.get(id);
     if (!p) return false;
@@ -506,7 +496,7 @@ export class HubClient {
         this._onJoined(m);
         break;
       case "left":
-        this._settle(m.id ?? this._pendingFor("leave", m.room), true, m);
+        this._settle(m.id, true, m); // the leave's own id, echoed by the server
         break;
       case "ack":
         this._settle(m.id, true, m.seq != null ? { seq: m.seq } : {});
@@ -527,7 +517,7 @@ export class HubClient {
   }
 
   _onJoined(m) {
-    const id = m.id ?? this._pendingFor("join", m.room);
+    const id = m.id; // the join's own id, echoed by the server
     const r = this.rooms.get(m.room);
     if (!r) {
       this._settle(id, true, m); // left meanwhile

@@ -9,7 +9,8 @@
 import { connect } from "./hub.js";
 import { Board, HEIGHT, WIDTH, drawSegment } from "./board-model.js";
 import { BoardSync } from "./board-sync.js";
-import { ROOM_RE, bindStateBadge, colorFor, pageParams, renderPeople, toast } from "./ui.js";
+import { PALETTE, memberColors } from "./board-colors.js";
+import { ROOM_RE, bindStateBadge, pageParams, renderPeople, toast } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -54,10 +55,57 @@ function redraw() {
 /** @type {{id: string, i: number, last: number[], buf: number[], timer: number}|null} */
 let stroke = null;
 
+// ---- fitting the board to the window -------------------------------------
+
+/**
+ * Whether the board is shown turned a quarter turn clockwise: on a portrait
+ * window (a phone) its long side then runs down the screen, so it fills the
+ * screen instead of a 16:10 strip at the top. Everyone still draws on the
+ * same board; only this page's view of it is turned.
+ */
+let turned = false;
+/** Turn only when that makes the board clearly bigger (not on near-square windows). */
+const TURN_GAIN = 1.15;
+
+/** Board coordinates -> fractions of the board as shown (across, down). */
+function toView(x, y) {
+  return turned ? [1 - y / HEIGHT, x / WIDTH] : [x / WIDTH, y / HEIGHT];
+}
+
+/** Fractions of the board as shown -> board coordinates. */
+function fromView(fx, fy) {
+  return turned ? [fy * WIDTH, (1 - fx) * HEIGHT] : [fx * WIDTH, fy * HEIGHT];
+}
+
+/** Size the board to the largest fit in the stage, turned or not, and redraw if it turned. */
+function fitBoard() {
+  if (!ctx) return;
+  const stage = $("stage");
+  const notice = $("notice");
+  const w = stage.clientWidth;
+  const h = stage.clientHeight - (notice.hidden ? 0 : notice.offsetHeight + 8);
+  if (w <= 0 || h <= 0) return;
+  const flat = Math.min(w / WIDTH, h / HEIGHT);
+  const upright = Math.min(w / HEIGHT, h / WIDTH);
+  const turn = upright > flat * TURN_GAIN;
+  const scale = turn ? upright : flat;
+  const wrap = $("board-wrap");
+  wrap.style.width = `${Math.floor((turn ? HEIGHT : WIDTH) * scale)}px`;
+  wrap.style.height = `${Math.floor((turn ? WIDTH : HEIGHT) * scale)}px`;
+  if (turn !== turned || ctx.canvas.width !== (turn ? HEIGHT : WIDTH)) {
+    turned = turn;
+    wrap.dataset.turned = String(turn);
+    ctx.canvas.width = turn ? HEIGHT : WIDTH; // resets the context, transform included
+    ctx.canvas.height = turn ? WIDTH : HEIGHT;
+    if (turn) ctx.setTransform(0, 1, -1, 0, HEIGHT, 0); // (x, y) -> (HEIGHT - y, x)
+    redraw();
+  }
+  for (const c of cursors.values()) placeCursor(c);
+}
+
 function toLogical(ev) {
   const r = ctx.canvas.getBoundingClientRect();
-  const x = ((ev.clientX - r.left) / r.width) * WIDTH;
-  const y = ((ev.clientY - r.top) / r.height) * HEIGHT;
+  const [x, y] = fromView((ev.clientX - r.left) / r.width, (ev.clientY - r.top) / r.height);
   return [Math.round(Math.min(WIDTH, Math.max(0, x))), Math.round(Math.min(HEIGHT, Math.max(0, y)))];
 }
 
@@ -160,8 +208,25 @@ function maybeSendCursor(ev) {
   }
 }
 
-/** @type {Map<string, {el: HTMLElement, idle: number}>} remote cursors by client id */
+/** @type {Map<string, {el: HTMLElement, idle: number, x: number, y: number}>} remote cursors by client id */
 const cursors = new Map();
+/** @type {Map<string, string>} each member's colour (board-colors.js) */
+let colors = new Map();
+
+function colorOf(cid) {
+  return colors.get(cid) ?? PALETTE[PALETTE.length - 1];
+}
+
+function paintCursor(c, color) {
+  c.el.querySelector("path").setAttribute("fill", color);
+  c.el.querySelector(".label").style.background = color;
+}
+
+function placeCursor(c) {
+  const wrap = $("board-wrap");
+  const [fx, fy] = toView(c.x, c.y);
+  c.el.style.transform = `translate(${fx * wrap.clientWidth}px, ${fy * wrap.clientHeight}px)`;
+}
 
 function showCursor(cid, name, x, y) {
   let c = cursors.get(cid);
@@ -169,21 +234,20 @@ function showCursor(cid, name, x, y) {
     const el = document.createElement("div");
     el.className = "cursor";
     el.dataset.cid = cid;
-    const color = colorFor(name);
     el.innerHTML =
       '<svg width="18" height="22" viewBox="0 0 18 22"><path d="M1 1 L1 17 L5.5 13 L9 21 L12 19.5 L8.5 12 L15 12 Z" stroke="#fff" stroke-width="1.5"/></svg>';
-    el.querySelector("path").setAttribute("fill", color);
     const label = document.createElement("span");
     label.className = "label";
-    label.style.background = color;
     label.textContent = name; // textContent: names are user input
     el.append(label);
     $("cursors").append(el);
-    c = { el, idle: 0 };
+    c = { el, idle: 0, x, y };
+    paintCursor(c, colorOf(cid));
     cursors.set(cid, c);
   }
-  const wrap = $("board-wrap");
-  c.el.style.transform = `translate(${(x / WIDTH) * wrap.clientWidth}px, ${(y / HEIGHT) * wrap.clientHeight}px)`;
+  c.x = x;
+  c.y = y;
+  placeCursor(c);
   c.el.dataset.x = String(x);
   c.el.dataset.y = String(y);
   c.el.classList.remove("idle");
@@ -255,6 +319,11 @@ function buildTools() {
 function renderPresence() {
   const members = app.hub.members(app.room);
   renderPeople($("people"), members, app.hub.clientId);
+  colors = memberColors(members);
+  for (const li of $("people").children) {
+    li.querySelector(".dot").style.background = colorOf(li.dataset.clientId);
+  }
+  for (const [cid, c] of cursors) paintCursor(c, colorOf(cid));
   $("people-count").textContent = members.length ? `(${members.length})` : "";
   const present = new Set(members.map((m) => m.client_id));
   for (const cid of [...cursors.keys()]) if (!present.has(cid)) removeCursor(cid);
@@ -264,6 +333,7 @@ function setNotice(text) {
   const el = $("notice");
   el.hidden = !text;
   el.textContent = text || "";
+  fitBoard();
 }
 
 function start(name, room) {
@@ -282,6 +352,8 @@ function start(name, room) {
   ctx = $("board").getContext("2d");
   redraw();
   buildTools();
+  fitBoard();
+  new ResizeObserver(fitBoard).observe($("stage"));
 
   const hub = connect("/ws", { name });
   app.hub = hub;

@@ -64,3 +64,14 @@ def canary(server: Any) -> Iterator[Any]:
 
     with Wire(server.port) as wire:
         yield wire
+
+
+@pytest.fixture
+def restore_options() -> Iterator[Any]:
+    """tornado.options is process-global: put every value back after the test."""
+    import server
+
+    saved = server.options.as_dict()
+    yield server.options
+    for name, value in saved.items():
+        setattr(server.options, name, value)

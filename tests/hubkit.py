@@ -40,6 +40,7 @@ class RecordingTransport:
         self.queued = 0
         self.stuck = False
         self.closed_with: tuple[int, str, bool] | None = None
+        self.waiting: list[Callable[[], None]] = []  # drain callbacks while stuck
 
     def write(self, data: bytes) -> int:
         self.writes.append(data)
@@ -52,6 +53,19 @@ class RecordingTransport:
 
     def close(self, code: int, reason: str, abort: bool) -> None:
         self.closed_with = (code, reason, abort)
+
+    def on_drained(self, callback: Callable[[], None]) -> None:
+        if self.stuck:
+            self.waiting.append(callback)
+        else:
+            callback()
+
+    def unstick(self) -> None:
+        """The client read everything: nothing is queued, drain callbacks run."""
+        self.stuck, self.queued = False, 0
+        waiting, self.waiting = self.waiting, []
+        for callback in waiting:
+            callback()
 
     def frames(self) -> list[tuple[int, bytes]]:
         return [f for data in self.writes for f in decode_frames(data)]

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK_CASES = {"idle-200", "handshakes-500", "fanout-200", "steady-200", "slow-200"}
+QUICK_CASES = {
+    "idle-200",
+    "handshakes-500",
+    "fanout-200",
+    "steady-200",
+    "slow-200",
+    "ping-flood-quick",
+    "big-resume-quick",
+}
 CLUSTER_CASES = {"cluster-fanout", "cluster-publish", "join-storm"}
 
 
@@ -103,3 +111,17 @@ def test_cluster_cases_compare_two_nodes_on_redis_with_one_node(report: dict) ->
         else:
             assert cluster["failed"] == single["failed"] == 0
             assert cluster["memberships_on_node_1"] + 0 < case["params"]["clients"]  # split
+
+
+def test_abuse_cases_report_memory_and_the_canary(report: dict) -> None:
+    for name, run in runs(report, "abuse"):
+        if name.endswith("/baseline"):
+            assert "note" in run, name  # ours only
+            continue
+        assert run["canary_round_trips"] > 0 and run["canary_p99_ms"] is not None, name
+        assert run["server_rss_peak_growth_mb"] is not None, name
+        assert run["slow_consumers_dropped"] == 0, name
+    (flood,) = [run for name, run in runs(report, "abuse") if name == "ping-flood-quick/ours"]
+    assert flood["attacker_end"].startswith("close 1008"), flood
+    (resume,) = [run for name, run in runs(report, "abuse") if name == "big-resume-quick/ours"]
+    assert resume["replayed"] == resume["of"], resume

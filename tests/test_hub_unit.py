@@ -8,6 +8,7 @@ import pytest
 
 from hub import protocol
 from hub.broker import MemoryBroker
+from hub.frames import frame
 from hub.hub import (
     BATCH_BYTES,
     CLOSE_PING_TIMEOUT,
@@ -326,14 +327,17 @@ def test_slow_consumer_is_dropped_and_the_others_keep_receiving() -> None:
     assert [m["seq"] for m in got] == list(range(1, 101))
 
 
-def test_a_single_burst_bigger_than_the_limit_drops_before_writing() -> None:
+def test_a_burst_bigger_than_the_limit_drops_only_a_member_whose_socket_refuses_it() -> None:
     hand = HandHub(send_buffer_limit=1000, rate_limit=0)
-    ann, bob = hand.members("r", "ann", "bob")
-    for _ in range(20):
+    ann, bob, stuck = hand.members("r", "ann", "bob", "stuck")
+    stuck.transport.stuck = True
+    for _ in range(20):  # ~2,000 bytes to each member within one iteration
         hand.hub.handle_text(ann, json.dumps({"type": "publish", "room": "r", "data": "y" * 80}))
-    assert bob.closed and ann.closed  # both queued > 1000 bytes within one iteration
+    assert stuck.closed and not bob.closed and not ann.closed
+    assert stuck.transport.queued <= 1000 + 200  # offered once past the limit, then judged
     hand.run()
-    assert bob.transport.writes == []
+    assert len([m for m in bob.transport.take() if m["type"] == "message"]) == 20
+    assert hand.hub.counters.slow_consumers_dropped == 1
 
 
 def test_heartbeat_pings_then_evicts_the_silent_with_presence_leave() -> None:
@@ -426,3 +430,18 @@ def test_binary_on_ws_is_bad_request() -> None:
     hand.hub.handle_binary(ann)
     hand.run()
     assert ann.transport.take()[0]["code"] == "bad_request"
+
+
+def test_pings_past_the_ping_rate_get_no_pong_and_a_flood_is_closed_with_1008() -> None:
+    hand = HandHub(ping_rate_limit=10)
+    ann = hand.connect("ann")
+    pong = frame(b"p", 0xA)
+    for _ in range(60):
+        hand.hub.ping(ann, pong)
+    hand.run()
+    assert [op for op, _ in ann.transport.frames()].count(0xA) == 50  # the burst
+    assert not ann.closed
+    for _ in range(60):
+        hand.hub.ping(ann, pong)
+    assert ann.transport.closed_with == (CLOSE_POLICY, "ping rate exceeded", True)
+    assert hand.hub.counters.closed_for_ping_rate == 1

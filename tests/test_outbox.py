@@ -105,3 +105,30 @@ def test_ephemeral_frames_skip_a_peer_whose_queue_is_past_the_lossy_threshold() 
     hand.run()
     assert payloads(ann)[-1] == b"e" and payloads(bob) == [b"x" * 600]
     assert hand.counters.ephemeral_skipped == 1 and not bob.closed
+
+
+def test_a_backfill_goes_out_as_the_socket_drains_and_what_follows_stays_behind() -> None:
+    hand = HandOutbox(send_buffer_limit=1000)
+    ann = hand.member("r", "ann")
+    ann.transport.stuck = True
+    history = [bytes([65 + i]) * 298 for i in range(10)]  # 3,000 bytes: 3x the limit
+    hand.outbox.send_paced(ann, [frame(p) for p in history])
+    hand.outbox.send(ann, frame(b"ack"))
+    hand.run()
+    assert len(payloads(ann)) == 2  # half the limit's worth, then it waits for a drain
+    assert not ann.closed and hand.counters.slow_consumers_dropped == 0
+    ann.transport.unstick()
+    hand.run()
+    assert payloads(ann) == [*history, b"ack"]
+
+
+def test_what_is_sent_behind_a_backfill_counts_against_the_limit() -> None:
+    hand = HandOutbox(send_buffer_limit=1000)
+    ann = hand.member("r", "ann")
+    ann.transport.stuck = True
+    hand.outbox.send_paced(ann, [frame(b"h" * 298)] * 10)
+    hand.run()
+    for _ in range(4):  # 1,200 bytes of broadcasts while it does not read
+        hand.outbox.deliver("r", frame(b"b" * 298), None, False)
+        hand.run()
+    assert ann.closed and hand.counters.slow_consumers_dropped == 1

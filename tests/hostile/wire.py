@@ -97,10 +97,21 @@ class Ending:
         return self.close.close_code if self.close else None
 
 
-def connect_tcp(port: int, timeout: float = 5.0, source: str | None = None) -> socket.socket:
-    sock = socket.create_connection(
-        (HOST, port), timeout=timeout, source_address=(source, 0) if source else None
-    )
+def connect_tcp(
+    port: int, timeout: float = 5.0, source: str | None = None, rcvbuf: int | None = None
+) -> socket.socket:
+    """``rcvbuf`` sets SO_RCVBUF before connecting (a small receive window)."""
+    if rcvbuf is None:
+        sock = socket.create_connection(
+            (HOST, port), timeout=timeout, source_address=(source, 0) if source else None
+        )
+    else:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        if source:
+            sock.bind((source, 0))
+        sock.connect((HOST, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -122,8 +133,9 @@ class Wire:
         timeout: float = 5.0,
         source: str | None = None,
         headers: dict[str, str] | None = None,
+        rcvbuf: int | None = None,
     ) -> None:
-        self.sock = connect_tcp(port, timeout, source)
+        self.sock = connect_tcp(port, timeout, source, rcvbuf)
         self.buffer = b""
         try:
             self.sock.sendall(handshake_request(port, path, headers))
