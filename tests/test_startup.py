@@ -113,3 +113,10 @@ def test_help_lists_our_options_first_grouped_with_underscores() -> None:
     with open(README, encoding="utf-8") as readme:
         documented = re.findall(r"^\| `(\w+)` \|", readme.read(), re.MULTILINE)
     assert documented and all(f"--{name} " in text for name in documented)
+
+
+def test_processes_need_a_shared_broker_and_brokers_need_a_url() -> None:
+    assert_one_line_error(run_server_command("--processes=2"), "--processes=2", "--broker=redis://")
+    assert_one_line_error(
+        run_server_command("--broker=mysql://db"), "--broker=mysql://db", "redis://"
+    )
