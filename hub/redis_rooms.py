@@ -316,6 +316,43 @@ class RedisRooms:
             pipe.hlen(room_keys(room)[2])
         return [int(n) for n in await pipe.execute()]
 
+    async def room_snapshot(self, room: str) -> tuple[str | None, int, list[str], list[bytes]]:
+        """(epoch, seq, members' JSON on every node, history texts) of a room, for
+        the backend API; epoch None when Redis holds nothing of it."""
+        meta, history, presence = room_keys(room)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(meta, "epoch", "seq")
+        pipe.hvals(presence)
+        pipe.lrange(history, 0, -1)
+        (epoch, seq), members, texts = await pipe.execute()
+        return (
+            None if epoch is None else _text(epoch),
+            int(seq or 0),
+            [_text(m) for m in members],
+            list(texts),
+        )
+
+    async def busiest(self, limit: int) -> list[tuple[str, int]]:
+        """(room, member count over all nodes) of the rooms with most members.
+
+        Walks the presence keys with SCAN (an operator's question, not a hot
+        path: a sorted set kept by the scripts would tie every room to one slot
+        of a Redis Cluster)."""
+        counts: list[tuple[str, int]] = []
+        pattern = f"{PREFIX}:{{*}}:pres"
+        keys = [key async for key in self.client.scan_iter(match=pattern, count=1000)]
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            pipe = self.client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.hlen(key)
+            for key, count in zip(chunk, await pipe.execute(), strict=True):
+                name = _text(key)[len(PREFIX) + 2 : -len("}:pres")]
+                if count:
+                    counts.append((name, int(count)))
+        counts.sort(key=lambda item: (-item[1], item[0]))
+        return counts[:limit]
+
     async def room_state(self, room: str) -> tuple[str | None, int, int]:
         """(epoch, seq, member_count) of a room; epoch None when Redis holds nothing of it."""
         keys = room_keys(room)

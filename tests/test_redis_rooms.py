@@ -194,3 +194,17 @@ async def test_reaping_a_dead_node_removes_its_members_once(client: Redis) -> No
     }
     assert await alive.dead_nodes() == []
     await pubsub.aclose()
+
+
+async def test_the_api_views_of_rooms_cover_every_node(client: Redis) -> None:
+    a, b = rooms(client, "na"), rooms(client, "nb")
+    for i in range(3):
+        await a.join("big", f"a{i}", json.dumps({"client_id": f"a{i}"}), want_history=False)
+    await b.join("big", "b0", json.dumps({"client_id": "b0"}), want_history=False)
+    await b.join("small", "b1", json.dumps({"client_id": "b1"}), want_history=False)
+    await a.publish("big", *message_parts("big", "hello"))
+    assert await a.busiest(10) == [("big", 4), ("small", 1)]
+    assert await b.busiest(1) == [("big", 4)]
+    epoch, seq, members, texts = await b.room_snapshot("big")
+    assert epoch and seq == 1 and len(members) == 4 and len(texts) == 1
+    assert (await a.room_snapshot("nowhere"))[0] is None
