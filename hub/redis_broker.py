@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 from collections import deque
@@ -43,12 +44,14 @@ from hub import protocol
 from hub.broker import UNAVAILABLE, JoinResult, PresenceCounts, new_node_id
 from hub.frames import OP_TEXT, frame
 from hub.history import Replay
-from hub.redis_rooms import JoinReply, JoinRequest, RedisRooms, channel
+from hub.redis_rooms import JoinReply, JoinRequest, RedisRooms, channel, node_key
 
 log = logging.getLogger("wshub.redis")
 
 MAX_BACKOFF = 2.0
 """Seconds between reconnection attempts, at most."""
+CONTROL = "wshub:control"
+"""The channel every node listens on for requests to all nodes (`RedisBroker.everywhere`)."""
 RECENT = 512
 """Message frames per room kept for joiners whose snapshot the stream overtook."""
 WATCH_INTERVAL = 1.0
@@ -179,6 +182,10 @@ class RedisBroker:
         self._publishes: list[tuple[str, str, str, Callable[[int | None, str | None], None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        self.control_handler: Callable[[dict[str, Any]], int] | None = None
+        """Run on this node for `everywhere` requests of any node (set by the hub)."""
+        self.stats_source: Callable[[], dict[str, Any]] | None = None
+        """This node's numbers, shared each second for `node_stats` (set by the hub)."""
         self._pongs: dict[str, asyncio.Future[None]] = {}
         self._joins: list[_Join] = []
         self._next_sync: asyncio.Future[None] | None = None
@@ -197,6 +204,10 @@ class RedisBroker:
             asyncio.ensure_future(self._listen()),
             asyncio.ensure_future(self._watch()),
         ]
+        try:
+            await self.pubsub.subscribe(CONTROL)
+        except (RedisError, OSError) as error:  # redis-py subscribes again on reconnect
+            self._set_connected(False, error)
         await self._check()
 
     async def stop(self) -> None:
@@ -230,6 +241,12 @@ class RedisBroker:
         try:
             was_connected = self.connected
             await self.rooms_store.heartbeat(self.node_timeout)
+            if self.stats_source is not None:
+                await self.client.set(
+                    f"{node_key(self.node)}:stats",
+                    json.dumps(self.stats_source()),
+                    px=max(1, round(self.node_timeout * 1000)),
+                )
             if not was_connected:
                 await self._register_everything()
             self._set_connected(True)
@@ -276,7 +293,12 @@ class RedisBroker:
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
             return
-        name = message["channel"].decode()[len("wshub:{") : -1]
+        channel_name = message["channel"].decode()
+        if channel_name == CONTROL:
+            if kind == "message":
+                self._on_control(message["data"])
+            return
+        name = channel_name[len("wshub:{") : -1]
         room = self._rooms.get(name)
         if room is None:
             return
@@ -303,6 +325,55 @@ class RedisBroker:
         elif tag == b"p":
             exclude, text = data[1:].split(b" ", 1)
             self._deliver(name, frame(text, OP_TEXT), exclude.decode(), False)
+
+    # -- every node at once (the backend API) ---------------------------------------
+
+    def _on_control(self, data: bytes) -> None:
+        """A request to every node: act on it here, answer into its reply list."""
+        reply_key, _, body = data.decode().partition(" ")
+        handler = self.control_handler
+        count = handler(json.loads(body)) if handler is not None else 0
+
+        async def answer() -> None:
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.rpush(reply_key, count)
+                pipe.expire(reply_key, 30)
+                await pipe.execute()
+            except (RedisError, OSError) as error:
+                self._set_connected(False, error)
+
+        asyncio.ensure_future(answer())
+
+    async def everywhere(self, request: dict[str, Any], timeout: float = 2.0) -> int:
+        """Have every live node run ``control_handler(request)``; the sum of their
+        answers (nodes that do not answer within ``timeout`` count 0)."""
+        nodes = await self.rooms_store.live_nodes()
+        reply_key = f"wshub:reply:{self.node}:{next(self._tokens)}"
+        await self.client.publish(CONTROL, f"{reply_key} {json.dumps(request)}")
+        total, answered = 0, 0
+        deadline = time.monotonic() + timeout
+        while answered < len(nodes):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning(
+                    "redis: %d of %d nodes did not answer", len(nodes) - answered, len(nodes)
+                )
+                break
+            reply = await self.client.blpop([reply_key], timeout=max(left, 0.01))
+            if reply is None:
+                continue
+            total += int(reply[1])
+            answered += 1
+        return total
+
+    async def node_stats(self) -> list[dict[str, Any]]:
+        """What every live node last reported of itself (`stats_source`, each second)."""
+        nodes = await self.rooms_store.live_nodes()
+        if not nodes:
+            return []
+        texts = await self.client.mget([f"{node_key(n)}:stats" for n in nodes])
+        return [json.loads(t) for t in texts if t is not None]
 
     # -- the broker interface -------------------------------------------------------
 

@@ -272,6 +272,17 @@ class RedisRooms:
         pipe.sadd(NODES, self.node)
         await pipe.execute()
 
+    async def live_nodes(self) -> list[str]:
+        """Registered nodes whose heartbeat has not expired (this one included)."""
+        nodes = [_text(n) for n in await self.client.smembers(NODES)]
+        if not nodes:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for node in nodes:
+            pipe.exists(node_key(node))
+        flags = await pipe.execute()
+        return [node for node, flag in zip(nodes, flags, strict=True) if flag]
+
     async def dead_nodes(self) -> list[str]:
         """Registered nodes whose heartbeat has expired (this one excluded)."""
         nodes = [_text(n) for n in await self.client.smembers(NODES)]

@@ -211,3 +211,34 @@ async def test_a_join_right_behind_the_last_leave_keeps_the_room_subscribed(
     finally:
         await a.broker.stop()
         await b.broker.stop()
+
+
+async def test_a_request_to_every_node_sums_their_answers(redis_server: RedisServer) -> None:
+    a, b = await two_nodes(redis_server)
+    try:
+        seen: dict[str, list[dict]] = {"a": [], "b": []}
+        a.broker.control_handler = lambda request: seen["a"].append(request) or 2
+        b.broker.control_handler = lambda request: seen["b"].append(request) or 3
+        request = {"disconnect": {"user": "42"}}
+        assert await b.broker.everywhere(request) == 5
+        assert seen == {"a": [request], "b": [request]}
+    finally:
+        await a.broker.stop()
+        await b.broker.stop()
+
+
+async def test_each_node_shares_its_numbers(redis_server: RedisServer) -> None:
+    a, b = await two_nodes(redis_server)
+    try:
+        a.broker.stats_source = lambda: {"node": "a", "connections": 3}
+        b.broker.stats_source = lambda: {"node": "b", "connections": 4}
+
+        async def both() -> bool:
+            return len(await a.broker.node_stats()) == 2
+
+        await wait_until(both, timeout=5)
+        stats = sorted(await a.broker.node_stats(), key=lambda s: s["node"])
+        assert stats == [{"node": "a", "connections": 3}, {"node": "b", "connections": 4}]
+    finally:
+        await a.broker.stop()
+        await b.broker.stop()
