@@ -22,11 +22,11 @@ from tornado.options import define, options, parse_command_line, parse_config_fi
 
 from handlers.base import origin_key
 from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
-from handlers.diagnostics import install_error_counter
+from handlers.diagnostics import Diagnostics
 from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
-from handlers.socket_connection import SocketConnection
+from handlers.tornado_compat import UnsupportedTornado, self_check
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings
@@ -60,6 +60,11 @@ define(
     "send_threads",
     default=default_threads(),
     help="threads a big fan-out's sends are spread over, GIL released (0: through the transports)",
+)
+define(
+    "handoff",
+    default=True,
+    help="hand sockets off from Tornado after the upgrade (off: Tornado's public API only, slower)",
 )
 
 
@@ -155,33 +160,53 @@ def make_app(
     allowed_origins: frozenset[str] = frozenset(),
     compression: bool = False,
     max_message_size: int = 64 * 1024,
+    handoff: bool = True,
+    diagnostics: Diagnostics | None = None,
 ) -> tornado.web.Application:
-    """The Tornado application: endpoints wired to one hub."""
-    socket_args = {"hub": hub, "allowed_origins": allowed_origins, "compression": compression}
+    """The Tornado application: endpoints wired to one hub (and one `Diagnostics`,
+    made here unless given; ``app.settings["diagnostics"]`` holds it)."""
+    diagnostics = diagnostics or Diagnostics()
+    socket_args = {
+        "hub": hub,
+        "allowed_origins": allowed_origins,
+        "compression": compression,
+        "handoff": handoff,
+        "diagnostics": diagnostics,
+    }
     return tornado.web.Application(
         [
             (r"/ws", HubSocketHandler, socket_args),
             (r"/ws/echo", EchoSocketHandler, socket_args),
-            (r"/healthz", HealthHandler, {"hub": hub}),
+            (r"/healthz", HealthHandler, {"hub": hub, "diagnostics": diagnostics}),
             (r"/", PageHandler, {"path": STATIC_DIR, "page": "index.html"}),
             (r"/whiteboard", PageHandler, {"path": STATIC_DIR, "page": "whiteboard.html"}),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": STATIC_DIR}),
         ],
         websocket_max_message_size=max_message_size,
         log_function=_log_request,
+        diagnostics=diagnostics,
     )
 
 
 async def serve() -> None:
     """Listen, run until SIGINT/SIGTERM, then close every client with 1001."""
+    try:
+        self_check(handoff=options.handoff)
+    except UnsupportedTornado as error:
+        print(f"wshub: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     fd_limit = raise_fd_limit()
     hub = Hub(hub_settings(fd_limit), write_batch=make_batch_writer(options.send_threads))
     tune_gc()
+    diagnostics = Diagnostics()
+    diagnostics.install()
     app = make_app(
         hub,
         parse_origins(options.allowed_origins),
         options.compression,
         options.max_message_size,
+        options.handoff,
+        diagnostics,
     )
     sockets = tornado.netutil.bind_sockets(options.port, options.host, family=socket.AF_INET)
     server = HTTPServer(app, max_body_size=options.max_message_size, idle_connection_timeout=30)
@@ -197,6 +222,8 @@ async def serve() -> None:
         fd_limit,
         describe_writer(hub.write_batch),
     )
+    if not options.handoff:
+        log.info("hand-off off: every connection stays on Tornado's public WebSocket API")
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -208,20 +235,20 @@ async def serve() -> None:
     server.stop()
     heartbeat.stop()
     hub.close_all()
-    await _drain(server, hub, timeout=3.0)
+    await _drain(server, diagnostics, timeout=3.0)
     log.info("stopped")
 
 
-async def _drain(server: HTTPServer, hub: Hub, timeout: float) -> None:
+async def _drain(server: HTTPServer, diagnostics: Diagnostics, timeout: float) -> None:
     """Give clients a moment to answer the close handshake, then cut the rest.
 
     Handed-off connections are not Tornado's any more, so besides its HTTP
-    connections we wait for `SocketConnection.open_sockets` to reach zero.
+    connections we wait for the server's ``open_sockets`` to reach zero.
     """
     deadline = asyncio.get_running_loop().time() + timeout
 
     async def handed_off_closed() -> None:
-        while SocketConnection.open_sockets > 0:
+        while diagnostics.open_sockets > 0:
             await asyncio.sleep(0.02)
 
     try:
@@ -231,7 +258,7 @@ async def _drain(server: HTTPServer, hub: Hub, timeout: float) -> None:
     except TimeoutError:
         log.warning(
             "%d closing handshakes still open after %.1fs; exiting anyway",
-            SocketConnection.open_sockets,
+            diagnostics.open_sockets,
             timeout,
         )
 
@@ -248,7 +275,6 @@ def install_event_loop() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     load_options(argv)
-    install_error_counter()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
     asyncio.run(serve())

@@ -71,8 +71,3 @@ class Peer:
         self.backlog = 0  # bytes the socket had not taken at the last write
         self.bucket: TokenBucket | None = None
         self.closed = False
-
-    @property
-    def display_name(self) -> str:
-        """What others see in "from": the name, or the client_id when it has none."""
-        return self.member["name"]
