@@ -63,8 +63,8 @@ define(
 )
 define(
     "handoff",
-    default=True,
-    help="hand sockets off from Tornado after the upgrade (off: Tornado's public API only, slower)",
+    default="on",
+    help="on: hand sockets off from Tornado after the upgrade; off: Tornado's public API only",
 )
 
 
@@ -146,6 +146,20 @@ def parse_origins(value: str) -> frozenset[str]:
     return frozenset(origins)
 
 
+_SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+def parse_switch(name: str, value: str) -> bool:
+    """``on``/``off`` (or true/false, 1/0) -> bool; anything else is fatal.
+
+    Tornado's own bool options would read ``off`` as true.
+    """
+    try:
+        return _SWITCH[str(value).strip().lower()]
+    except KeyError:
+        raise SystemExit(f"{name}: {value!r} is neither on nor off") from None
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log: failures at warning; the flood of 101s and 200s only at debug."""
     status = handler.get_status()
@@ -190,8 +204,9 @@ def make_app(
 
 async def serve() -> None:
     """Listen, run until SIGINT/SIGTERM, then close every client with 1001."""
+    handoff = parse_switch("handoff", options.handoff)
     try:
-        self_check(handoff=options.handoff)
+        self_check(handoff=handoff)
     except UnsupportedTornado as error:
         print(f"wshub: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -205,7 +220,7 @@ async def serve() -> None:
         parse_origins(options.allowed_origins),
         options.compression,
         options.max_message_size,
-        options.handoff,
+        handoff,
         diagnostics,
     )
     sockets = tornado.netutil.bind_sockets(options.port, options.host, family=socket.AF_INET)
@@ -222,7 +237,7 @@ async def serve() -> None:
         fd_limit,
         describe_writer(hub.write_batch),
     )
-    if not options.handoff:
+    if not handoff:
         log.info("hand-off off: every connection stays on Tornado's public WebSocket API")
 
     stopping = asyncio.Event()

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from handlers.public_transport import PublicApiTransport
 from handlers.socket_connection import SocketConnection
+from tests.hostile.proc import HubProcess
 from tests.hostile.wire import OP_PING, Wire
-from tests.support import LiveServer, wait_until
+from tests.support import REPO, JsonClient, LiveServer, wait_until
 
 
 async def health(live: LiveServer) -> dict:
@@ -78,3 +81,27 @@ async def test_public_api_backlog_settles_and_bounds_a_reader_that_stops(make_se
     assert (await ann.expect("message"))["data"] == "still here"
     assert (await health(live))["connections"] == 1
     stuck.close()
+
+
+@pytest.mark.parametrize("flag", ["--handoff=off", "--handoff=on"])
+async def test_the_server_process_honours_the_flag(flag: str) -> None:
+    with HubProcess(flag) as proc:
+        client = await JsonClient.open(f"ws://127.0.0.1:{proc.port}/ws?name=c")
+        await client.expect("welcome")
+        body = await asyncio.to_thread(proc.health)
+        assert body["connections"] == 1
+        assert body["handed_off_sockets"] == (0 if flag == "--handoff=off" else 1)
+        client.close()
+    assert ("stays on Tornado's public WebSocket API" in proc.log()) == (flag == "--handoff=off")
+
+
+def test_a_value_other_than_on_or_off_is_a_clear_startup_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "server.py", "--port=0", "--handoff=maybe"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == "handoff: 'maybe' is neither on nor off"
