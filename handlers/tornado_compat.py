@@ -61,25 +61,24 @@ def self_check(handoff: bool = True) -> None:
     on a socketpair) because some of the attributes only exist on instances.
     Call it with an IOLoop current (the IOStream needs one).
     """
-    import tornado.websocket as websocket
-
+    websocket = tornado.websocket
     problems = [f"tornado.websocket.{n}" for n in _missing_names(websocket, WEBSOCKET_PRIVATE)]
     missing = _missing_names(WebSocketProtocol13, PROTOCOL_METHODS)
     problems += [f"WebSocketProtocol13.{n}" for n in missing]
     if not problems:
         protocol = WebSocketProtocol13(None, False, websocket._WebSocketParams())  # type: ignore[arg-type]
         problems += [f"WebSocketProtocol13().{n}" for n in _missing_names(protocol, PROTOCOL_STATE)]
+    hint = ""
     if handoff:
         ours, theirs = socket.socketpair()
-        try:
-            stream = IOStream(ours)
-            problems += [f"IOStream().{n}" for n in _missing_names(stream, STREAM_INTERNALS)]
-            stream.close()
-        finally:
-            ours.close()
-            theirs.close()
+        stream = IOStream(ours)
+        stream_problems = [f"IOStream().{n}" for n in _missing_names(stream, STREAM_INTERNALS)]
+        stream.close()
+        theirs.close()
+        if stream_problems and not problems:
+            hint = "; or run with --handoff=off, which does without these"
+        problems += stream_problems
     if problems:
-        hint = "" if not handoff else "; --handoff=off needs fewer of them"
         raise UnsupportedTornado(
             f"Tornado {tornado.version} is not supported: it lacks {', '.join(problems)} "
             f"(wshub is tested with Tornado {SUPPORTED}: pip install 'tornado>=6.6.1,<6.7'{hint})"
