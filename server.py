@@ -40,11 +40,11 @@ from tornado.options import define, options
 
 from handlers.base import origin_key
 from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
-from handlers.diagnostics import install_error_counter
+from handlers.diagnostics import Diagnostics
 from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
-from handlers.socket_connection import SocketConnection
+from handlers.tornado_compat import UnsupportedTornado, self_check
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings
@@ -158,6 +158,13 @@ define(
     group=FAN_OUT,
     help="threads a big fan-out's sends are spread over, GIL released (count; 0: through the "
     "event loop's transports)",
+)
+define(
+    "handoff",
+    default="on",
+    group=FAN_OUT,
+    help="on: hand sockets off from Tornado after the upgrade (fast); off: Tornado's public "
+    "WebSocket API only (slower, no Tornado internals on the data path)",
 )
 define(
     "config",
@@ -445,6 +452,20 @@ def _url(sock: socket.socket) -> str:
     )
 
 
+_SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+def parse_switch(name: str, value: str) -> bool:
+    """``on``/``off`` (or true/false, 1/0) -> bool; anything else is a start-up error.
+
+    Tornado's own bool options would read ``off`` as true.
+    """
+    try:
+        return _SWITCH[str(value).strip().lower()]
+    except KeyError:
+        raise StartupError(f"{name}: {value!r} is neither on nor off") from None
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log: failures at warning; the flood of 101s and 200s only at debug."""
     status = handler.get_status()
@@ -459,29 +480,51 @@ def make_app(
     allowed_origins: frozenset[str] = frozenset(),
     compression: bool = False,
     max_message_size: int = 64 * 1024,
+    handoff: bool = True,
+    diagnostics: Diagnostics | None = None,
 ) -> tornado.web.Application:
-    """The Tornado application: endpoints wired to one hub."""
-    socket_args = {"hub": hub, "allowed_origins": allowed_origins, "compression": compression}
+    """The Tornado application: endpoints wired to one hub (and one `Diagnostics`,
+    made here unless given; ``app.settings["diagnostics"]`` holds it)."""
+    diagnostics = diagnostics or Diagnostics()
+    socket_args = {
+        "hub": hub,
+        "allowed_origins": allowed_origins,
+        "compression": compression,
+        "handoff": handoff,
+        "diagnostics": diagnostics,
+    }
     return tornado.web.Application(
         [
             (r"/ws", HubSocketHandler, socket_args),
             (r"/ws/echo", EchoSocketHandler, socket_args),
-            (r"/healthz", HealthHandler, {"hub": hub}),
+            (r"/healthz", HealthHandler, {"hub": hub, "diagnostics": diagnostics}),
             (r"/", PageHandler, {"path": STATIC_DIR, "page": "index.html"}),
             (r"/whiteboard", PageHandler, {"path": STATIC_DIR, "page": "whiteboard.html"}),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": STATIC_DIR}),
         ],
         websocket_max_message_size=max_message_size,
         log_function=_log_request,
+        diagnostics=diagnostics,
     )
 
 
-async def serve(sockets: list[socket.socket], allowed_origins: frozenset[str]) -> None:
+async def serve(
+    sockets: list[socket.socket], allowed_origins: frozenset[str], handoff: bool = True
+) -> None:
     """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
     hub = Hub(hub_settings(fd_limit), write_batch=make_batch_writer(options.send_threads))
     tune_gc()
-    app = make_app(hub, allowed_origins, options.compression, options.max_message_size)
+    diagnostics = Diagnostics()
+    diagnostics.install()
+    app = make_app(
+        hub,
+        allowed_origins,
+        options.compression,
+        options.max_message_size,
+        handoff,
+        diagnostics,
+    )
     server = HTTPServer(app, max_body_size=options.max_message_size, idle_connection_timeout=30)
     server.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
@@ -493,6 +536,8 @@ async def serve(sockets: list[socket.socket], allowed_origins: frozenset[str]) -
         fd_limit,
         describe_writer(hub.write_batch),
     )
+    if not handoff:
+        log.info("hand-off off: every connection stays on Tornado's public WebSocket API")
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -504,20 +549,20 @@ async def serve(sockets: list[socket.socket], allowed_origins: frozenset[str]) -
     server.stop()
     heartbeat.stop()
     hub.close_all()
-    await _drain(server, hub, timeout=3.0)
+    await _drain(server, diagnostics, timeout=3.0)
     log.info("stopped")
 
 
-async def _drain(server: HTTPServer, hub: Hub, timeout: float) -> None:
+async def _drain(server: HTTPServer, diagnostics: Diagnostics, timeout: float) -> None:
     """Give clients a moment to answer the close handshake, then cut the rest.
 
     Handed-off connections are not Tornado's any more, so besides its HTTP
-    connections we wait for `SocketConnection.open_sockets` to reach zero.
+    connections we wait for the server's ``open_sockets`` to reach zero.
     """
     deadline = asyncio.get_running_loop().time() + timeout
 
     async def handed_off_closed() -> None:
-        while SocketConnection.open_sockets > 0:
+        while diagnostics.open_sockets > 0:
             await asyncio.sleep(0.02)
 
     try:
@@ -527,7 +572,7 @@ async def _drain(server: HTTPServer, hub: Hub, timeout: float) -> None:
     except TimeoutError:
         log.warning(
             "%d closing handshakes still open after %.1fs; exiting anyway",
-            SocketConnection.open_sockets,
+            diagnostics.open_sockets,
             timeout,
         )
 
@@ -544,18 +589,23 @@ def install_event_loop() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """The ``wshub`` command. A start-up mistake (unknown option, bad value, missing
-    config file, port in use) prints one line to stderr and exits with status 2."""
+    config file, port in use, an unsupported Tornado) prints one line to stderr and
+    exits with status 2."""
     try:
         load_options(argv)
         allowed_origins = parse_origins(options.allowed_origins)
+        handoff = parse_switch("handoff", options.handoff)
+        try:
+            self_check(handoff=handoff)
+        except UnsupportedTornado as error:
+            raise StartupError(str(error)) from None
         sockets = listen(options.host, options.port)
     except StartupError as exc:
         print(f"wshub: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
-    install_error_counter()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
-    asyncio.run(serve(sockets, allowed_origins))
+    asyncio.run(serve(sockets, allowed_origins, handoff))
 
 
 if __name__ == "__main__":

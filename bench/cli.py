@@ -41,7 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick", action="store_true", help="small sizes: every scenario in well under a minute"
     )
-    p.add_argument("--servers", default="ours,baseline", help="comma list of: ours, baseline")
+    p.add_argument(
+        "--servers",
+        default="ours,baseline",
+        help="comma list of: ours, baseline, ours-handoff-off (ours on Tornado's public API)",
+    )
     p.add_argument(
         "--json", default="bench-results.json", help="write the JSON report here ('-' = stdout)"
     )
@@ -200,7 +204,8 @@ async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str,
     kinds = [KINDS[k.strip()] for k in args.servers.split(",") if k.strip()]
     if args.ours_dir:
         root = Path(args.ours_dir).resolve()
-        kinds = [dataclasses.replace(k, root=root) if k.name == "ours" else k for k in kinds]
+        ours = [k.name for k in kinds if k.name.startswith("ours")]
+        kinds = [dataclasses.replace(k, root=root) if k.name in ours else k for k in kinds]
     out = []
     for group in grouped(cases):
         runs: list[dict[str, Any]] = [{} for _ in group]

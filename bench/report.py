@@ -139,10 +139,18 @@ def gain(metric: Metric, ours: Any, base: Any) -> float | None:
     return base / ours if ours else None
 
 
+def reference(case: dict[str, Any]) -> str:
+    """What "ours" is compared with: the baseline, or else the other server run
+    (``--servers=ours,ours-handoff-off`` shows what the hand-off buys)."""
+    others = [name for name in case["runs"] if name != "ours"]
+    return "baseline" if "baseline" in others or not others else others[0]
+
+
 def compare(case: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of {metric, ours, baseline, gain, target} for one case."""
+    """Rows of {metric, ours, baseline, gain, target} for one case ("baseline"
+    holds the `reference` run's figures)."""
     rows = []
-    ours, base = case["runs"].get("ours"), case["runs"].get("baseline")
+    ours, base = case["runs"].get("ours"), case["runs"].get(reference(case))
     for m in METRICS[case["type"]]:
         o = ours.get(m.key) if ours else None
         b = base.get(m.key) if base else None
@@ -182,7 +190,7 @@ def render_text(cases: list[dict[str, Any]]) -> str:
         for r in compare(case):
             g = f"{r['gain']:.2f}x" if r["gain"] else ""
             rows.append([r["metric"], r["ours_text"], r["baseline_text"], g, r["target"]])
-        out.append(_table(["metric", "ours", "baseline", "gain", "target"], rows))
+        out.append(_table(["metric", "ours", reference(case), "gain", "target"], rows))
         for server, run in case["runs"].items():
             if run.get("errors"):
                 out.append(f"  {server} errors: {run['errors']}")
@@ -196,7 +204,7 @@ def render_markdown(cases: list[dict[str, Any]]) -> str:
     out = []
     for case in cases:
         out.append(f"\n### {case['name']}\n\n{case['description']}\n")
-        out.append("| metric | ours | baseline | gain | target (ours) |")
+        out.append(f"| metric | ours | {reference(case)} | gain | target (ours) |")
         out.append("|---|---:|---:|---:|---|")
         for r in compare(case):
             g = f"{r['gain']:.2f}×" if r["gain"] else ""

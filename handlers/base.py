@@ -8,8 +8,11 @@ from urllib.parse import urlsplit
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
+from handlers.diagnostics import Diagnostics
 from handlers.handoff import HandoffMixin, plain_upgrade_key, upgrade_directly
+from handlers.public_transport import PublicApiTransport
 from handlers.socket_connection import SocketConnection
+from handlers.tornado_compat import trim_handler
 from handlers.transport import WebSocketTransport
 from hub.hub import Hub
 from hub.peer import HUB, Peer
@@ -39,7 +42,9 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
 
     After ``open`` the socket is usually handed to a compact
     `SocketConnection` (see `handlers.handoff`), which calls ``on_message``,
-    ``on_pong`` and ``on_close`` just as Tornado would.
+    ``on_pong`` and ``on_close`` just as Tornado would. With ``handoff``
+    False (``--handoff=off``) it stays with Tornado and is written to through
+    its public API (`handlers.public_transport`).
     """
 
     kind = HUB
@@ -50,10 +55,19 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     KEEP_AFTER_HANDOFF = ("hub", "peer", "compression")
     """The only state the handler still needs once its socket is handed off."""
 
-    def initialize(self, hub: Hub, allowed_origins: frozenset[str], compression: bool) -> None:
+    def initialize(
+        self,
+        hub: Hub,
+        allowed_origins: frozenset[str],
+        compression: bool,
+        handoff: bool = True,
+        diagnostics: Diagnostics | None = None,
+    ) -> None:
         self.hub = hub
         self.allowed_origins = allowed_origins
         self.compression = compression
+        self.handoff = handoff
+        self.diagnostics = diagnostics or Diagnostics()
 
     def prepare(self) -> None:
         """Refuse a foreign or malformed browser Origin with 403 before the upgrade.
@@ -85,7 +99,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Answer a plain upgrade ourselves (`handoff.upgrade_directly`), anything
         else the way Tornado does."""
-        key = plain_upgrade_key(self, self.compression)
+        key = plain_upgrade_key(self, self.compression) if self.handoff else None
         if key is None:
             await super().get(*args, **kwargs)
         else:
@@ -95,7 +109,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         peer = Peer(
             self.hub.new_client_id(),
             self.display_name(),
-            self.transport or WebSocketTransport(self),
+            self.transport or self._tornado_transport(),
             ip=self.request.remote_ip or "",
             kind=self.kind,
         )
@@ -106,6 +120,10 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
             self.transport.close(*refusal, False)
         else:
             self.close(*refusal)
+
+    def _tornado_transport(self) -> WebSocketTransport:
+        """How the hub writes to a connection Tornado keeps."""
+        return WebSocketTransport(self) if self.handoff else PublicApiTransport(self)
 
     def on_pong(self, data: bytes) -> None:
         if self.peer is not None:
@@ -128,5 +146,4 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         """Drop the request and response state Tornado kept for the handshake
         (headers, arguments, the HTTP connection): tens of thousands of idle
         connections would otherwise hold several KB each for nothing."""
-        state = self.__dict__
-        self.__dict__ = {name: state[name] for name in self.KEEP_AFTER_HANDOFF if name in state}
+        trim_handler(self, self.KEEP_AFTER_HANDOFF)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from tornado.web import RequestHandler, StaticFileHandler
 
-from handlers.diagnostics import runtime_stats
+from handlers.diagnostics import Diagnostics
 from hub.hub import Hub
 
 
 class HealthHandler(RequestHandler):
     """``GET /healthz``: liveness plus the counters an operator watches."""
 
-    def initialize(self, hub: Hub) -> None:
+    def initialize(self, hub: Hub, diagnostics: Diagnostics) -> None:
         self.hub = hub
+        self.diagnostics = diagnostics
 
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
-        self.write({"status": "ok", **self.hub.stats(), **runtime_stats()})
+        self.write({"status": "ok", **self.hub.stats(), **self.diagnostics.stats()})
 
 
 class PageHandler(StaticFileHandler):

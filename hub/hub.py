@@ -18,16 +18,18 @@ from typing import Any
 
 from hub import protocol
 from hub.broker import Broker, MemoryBroker
-from hub.frames import PING_FRAME
+from hub.frames import (  # the close codes stay importable from hub.hub too
+    CLOSE_GOING_AWAY,
+    CLOSE_PING_TIMEOUT,
+    CLOSE_POLICY,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TRY_AGAIN_LATER,
+    PING_FRAME,
+)
 from hub.limits import TokenBucket
-from hub.outbox import BATCH_BYTES, CLOSE_SLOW_CONSUMER, Outbox, Schedule, write_each
+from hub.outbox import BATCH_BYTES, Outbox, Schedule, write_each
 from hub.peer import ECHO, HUB, BatchWrite, Peer
 from hub.settings import HubSettings
-
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_PING_TIMEOUT = 4000
 
 PING_BURST = 50
 """Pings a client may send at once before ``ping_rate_limit`` applies (Autobahn's

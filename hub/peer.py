@@ -82,8 +82,3 @@ class Peer:
         self.closed = False
         self.backfill: Backfill | None = None  # a replay paced by the socket's drain
         self.pings: TokenBucket | None = None  # its ping rate, from its first ping
-
-    @property
-    def display_name(self) -> str:
-        """What others see in "from": the name, or the client_id when it has none."""
-        return self.member["name"]

@@ -123,11 +123,6 @@ def _room(message: dict[str, Any], request_id: Any) -> str:
     return room
 
 
-def valid_display_name(name: str) -> bool:
-    """Whether ``name`` may be used as a display name (1-64 characters)."""
-    return 0 < len(name) <= MAX_NAME_LENGTH
-
-
 def encode(message: dict[str, Any]) -> bytes:
     """Encode a server message as a ready-to-write text frame.
 

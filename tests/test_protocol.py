@@ -85,12 +85,6 @@ def test_overflowing_float_data_cannot_be_relayed() -> None:
     assert caught.value.code == protocol.BAD_REQUEST
 
 
-def test_display_names() -> None:
-    assert protocol.valid_display_name("a" * 64)
-    assert not protocol.valid_display_name("a" * 65)
-    assert not protocol.valid_display_name("")
-
-
 def test_lone_surrogates_are_relayed_escaped_not_crashed_on() -> None:
     command = parse('{"type":"publish","room":"r","data":"a\\udfffb","id":"\\ud800"}')
     frame = protocol.message_frame("r", 1, "x", command.data, 0)

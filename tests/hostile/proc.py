@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from tests.support import handoff_args
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)/")
 # What a server that handled an input badly would print; 4xx access-log lines are fine.
@@ -30,7 +32,7 @@ class HubProcess:
     def __init__(self, *args: str, start_timeout: float = 15.0) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "server.py"), "--port=0", *args],
+            [sys.executable, os.path.join(REPO, "server.py"), "--port=0", *handoff_args(), *args],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
