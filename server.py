@@ -22,6 +22,7 @@ from tornado.options import define, options, parse_command_line, parse_config_fi
 
 from handlers.base import origin_key
 from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
+from handlers.deflate import DeflateSettings
 from handlers.diagnostics import install_error_counter
 from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
@@ -56,6 +57,23 @@ define("rate_limit", default=_defaults.rate_limit, help="messages/s per /ws conn
 define("rate_burst", default=_defaults.rate_burst, help="burst size of the rate limit")
 define("max_rooms_per_connection", default=_defaults.max_rooms_per_connection, help="0: no limit")
 define("compression", default=False, help="offer permessage-deflate")
+_deflate = DeflateSettings()
+define("compression_level", default=_deflate.level, help="zlib level 0-9 for permessage-deflate")
+define(
+    "compression_mem_level",
+    default=_deflate.mem_level,
+    help="zlib memLevel 1-9: a compressor's hash table and buffer, 2**(n+9) bytes",
+)
+define(
+    "compression_window_bits",
+    default=_deflate.window_bits,
+    help="largest deflate window, 9-15 (2**n bytes), ours and, when offered, the client's",
+)
+define(
+    "compression_context_takeover",
+    default=_deflate.context_takeover,
+    help="keep the server's compressor between messages (costs its state per connection)",
+)
 define(
     "send_threads",
     default=default_threads(),
@@ -131,6 +149,21 @@ def hub_settings(fd_limit: int) -> HubSettings:
     )
 
 
+def deflate_settings() -> DeflateSettings | bool:
+    """The permessage-deflate settings from the options, or False when it is off."""
+    if not options.compression:
+        return False
+    try:
+        return DeflateSettings(
+            level=options.compression_level,
+            mem_level=options.compression_mem_level,
+            window_bits=options.compression_window_bits,
+            context_takeover=options.compression_context_takeover,
+        )
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+
+
 def parse_origins(value: str) -> frozenset[str]:
     """``https://a.example, https://b.example`` -> normalised set; bad entries are fatal."""
     origins = set()
@@ -153,7 +186,7 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 def make_app(
     hub: Hub,
     allowed_origins: frozenset[str] = frozenset(),
-    compression: bool = False,
+    compression: bool | DeflateSettings = False,
     max_message_size: int = 64 * 1024,
 ) -> tornado.web.Application:
     """The Tornado application: endpoints wired to one hub."""
@@ -180,7 +213,7 @@ async def serve() -> None:
     app = make_app(
         hub,
         parse_origins(options.allowed_origins),
-        options.compression,
+        deflate_settings(),
         options.max_message_size,
     )
     sockets = tornado.netutil.bind_sockets(options.port, options.host, family=socket.AF_INET)

@@ -15,12 +15,15 @@ from __future__ import annotations
 import struct
 import zlib
 from asyncio import Future
+from typing import Any
 
 from tornado import httputil
 from tornado.websocket import (  # the private error is what Tornado's decompressor raises
     WebSocketProtocol13,
     _DecompressTooLargeError,
 )
+
+from handlers.deflate import settings_in
 
 # Close codes (RFC 6455 section 7.4.1).
 CLOSE_PROTOCOL_ERROR = 1002
@@ -227,8 +230,36 @@ class StrictWebSocketProtocol(WebSocketProtocol13):
         """
         if self.mask_outgoing:  # client side: server responses are Tornado's business
             return super()._parse_extensions_header(headers)  # type: ignore[return-value]
+        settings = settings_in(self._compression_options)
+        offers = parse_extension_offers(headers.get("Sec-WebSocket-Extensions", ""))
         return [
-            (name, params)
-            for name, params in parse_extension_offers(headers.get("Sec-WebSocket-Extensions", ""))
+            (name, settings.accept(params) if settings and name == "permessage-deflate" else params)
+            for name, params in offers
             if name != "permessage-deflate" or acceptable_deflate_offer(params)
         ]
+
+    def _get_compressor_options(
+        self, side: str, agreed_parameters: dict[str, Any], compression_options: Any = None
+    ) -> dict[str, Any]:
+        """Tornado's, but our compressor's window within ``window_bits`` even when
+        the client did not ask for a smaller one (a smaller window than agreed
+        is always safe for the peer's decompressor)."""
+        options = super()._get_compressor_options(side, agreed_parameters, compression_options)
+        settings = settings_in(compression_options)
+        if settings is not None and side == "server" and not self.mask_outgoing:
+            options["max_wbits"] = min(options["max_wbits"], settings.window_bits)
+        return options
+
+    async def _receive_frame_loop(self) -> None:
+        """Tornado's loop; when it ends the connection is over, and zlib's state
+        (hundreds of KB, invisible to the garbage collector) is freed at once
+        instead of whenever the collector reaches the objects still referring
+        to this protocol (tracebacks of a reset connection do)."""
+        try:
+            await super()._receive_frame_loop()
+        finally:
+            self._compressor = None
+            self._decompressor = None
+            error = self.stream.error if self.stream is not None else None
+            if error is not None:
+                error.__traceback__ = None
