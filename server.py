@@ -53,6 +53,16 @@ define("history_size", default=_defaults.history_size, help="messages kept per r
 define(
     "history_ttl", default=_defaults.history_ttl, help="seconds history outlives a room's members"
 )
+define(
+    "history_bytes",
+    default=_defaults.history_bytes,
+    help="bytes of messages kept per room, oldest dropped first (0: count only)",
+)
+define(
+    "history_memory_limit",
+    default=_defaults.history_memory_limit,
+    help="bytes of history for all rooms; least recently used rooms lose theirs (0: no limit)",
+)
 define("rate_limit", default=_defaults.rate_limit, help="messages/s per /ws connection (0: off)")
 define("rate_burst", default=_defaults.rate_burst, help="burst size of the rate limit")
 define("max_rooms_per_connection", default=_defaults.max_rooms_per_connection, help="0: no limit")
@@ -142,6 +152,8 @@ def hub_settings(fd_limit: int) -> HubSettings:
         send_buffer_limit=options.send_buffer_limit,
         history_size=options.history_size,
         history_ttl=options.history_ttl,
+        history_bytes=options.history_bytes,
+        history_memory_limit=options.history_memory_limit,
         rate_limit=options.rate_limit,
         rate_burst=options.rate_burst,
         max_rooms_per_connection=options.max_rooms_per_connection,

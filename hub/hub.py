@@ -122,9 +122,7 @@ class Hub:
         write_batch: BatchWrite = write_each,
     ) -> None:
         self.settings = settings = settings or HubSettings()
-        self.broker: Broker = broker or MemoryBroker(
-            settings.history_size, settings.history_ttl, clock=clock
-        )
+        self.broker: Broker = broker or MemoryBroker.for_settings(settings, clock)
         self.broker.attach(self._deliver)
         self.clock = clock
         self._schedule = schedule
