@@ -22,7 +22,7 @@ from typing import Any
 from bench import wsframe
 from bench.procstat import cpu_seconds, rss_bytes
 from bench.scenarios import MB, Env, RssSampler, healthz, running_server, wait_quiet
-from bench.servers import ServerKind
+from bench.servers import ServerKind, ServerProcess
 from bench.stats import latency_summary_ms
 
 DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
@@ -141,6 +141,17 @@ class Canary:
         }
 
 
+async def _settled(
+    server: ServerProcess, sampler: RssSampler, canary: Canary
+) -> tuple[int, int, dict[str, Any], dict[str, Any]]:
+    """Once the abuser is gone and the server idle: peak RSS, RSS now, /healthz, canary."""
+    await asyncio.sleep(1.0)
+    await wait_quiet(server.pid)
+    peak, rss_after = sampler.stop(), rss_bytes(server.pid)
+    health = await healthz(server)
+    return peak, rss_after, health, await canary.stop()
+
+
 async def _compressed_cycle(host: str, port: int, cycle: int) -> Client:
     """Connect offering permessage-deflate and make both zlib directions work once."""
     if cycle % 2:
@@ -191,11 +202,7 @@ async def compressed_churn(
         rss_live = rss_bytes(server.pid)
         for n, client in enumerate(clients):
             client.end(reset=n % 2 == 1)
-        await asyncio.sleep(1.0)
-        await wait_quiet(server.pid)
-        peak, rss_after = sampler.stop(), rss_bytes(server.pid)
-        health = await healthz(server)
-        result = await canary.stop()
+        peak, rss_after, health, result = await _settled(server, sampler, canary)
     env.progress.done()
     return {
         "scenario": label,
@@ -238,11 +245,7 @@ async def history_fill(
             env.progress.update(f"[{label} {kind.name}] room {r + 1}/{rooms}")
         fill_s = time.monotonic() - t0
         filler.end(reset=False)
-        await asyncio.sleep(1.0)
-        await wait_quiet(server.pid)
-        peak, rss_after = sampler.stop(), rss_bytes(server.pid)
-        health = await healthz(server)
-        result = await canary.stop()
+        peak, rss_after, health, result = await _settled(server, sampler, canary)
     env.progress.done()
     held = health.get("history_bytes")
     return {
