@@ -104,6 +104,7 @@ class MemoryBroker:
     def for_settings(
         cls, settings: HubSettings, clock: Callable[[], float] = time.monotonic
     ) -> MemoryBroker:
+        """The broker a `Hub` builds for itself when given none."""
         return cls(
             settings.history_size,
             settings.history_ttl,
