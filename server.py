@@ -40,6 +40,7 @@ from tornado.options import define, options
 
 from handlers.base import origin_key
 from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
+from handlers.deflate import DeflateSettings
 from handlers.diagnostics import Diagnostics
 from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
@@ -150,7 +151,45 @@ define(
 define(
     "ping_rate_limit",
     default=_defaults.ping_rate_limit,
+    group=CONNECTIONS,
     help="pings/s a client may send (bursts of 50; past it no pong, then 1008; 0: off)",
+)
+define(
+    "history_bytes",
+    default=_defaults.history_bytes,
+    group=HISTORY,
+    help="bytes of messages kept per room, oldest dropped first (0: count only)",
+)
+define(
+    "history_memory_limit",
+    default=_defaults.history_memory_limit,
+    group=HISTORY,
+    help="bytes of history for all rooms; least recently used rooms lose theirs (0: no limit)",
+)
+_deflate = DeflateSettings()
+define(
+    "compression_level",
+    default=_deflate.level,
+    group=MESSAGES,
+    help="zlib level 0-9 for permessage-deflate",
+)
+define(
+    "compression_mem_level",
+    group=MESSAGES,
+    default=_deflate.mem_level,
+    help="zlib memLevel 1-9: a compressor's hash table and buffer, 2**(n+9) bytes",
+)
+define(
+    "compression_window_bits",
+    group=MESSAGES,
+    default=_deflate.window_bits,
+    help="largest deflate window, 9-15 (2**n bytes), ours and, when offered, the client's",
+)
+define(
+    "compression_context_takeover",
+    group=MESSAGES,
+    default=_deflate.context_takeover,
+    help="keep the server's compressor between messages (costs its state per connection)",
 )
 define(
     "send_threads",
@@ -392,12 +431,29 @@ def hub_settings(fd_limit: int) -> HubSettings:
         send_buffer_limit=options.send_buffer_limit,
         history_size=options.history_size,
         history_ttl=options.history_ttl,
+        history_bytes=options.history_bytes,
+        history_memory_limit=options.history_memory_limit,
         rate_limit=options.rate_limit,
         rate_burst=options.rate_burst,
         max_rooms_per_connection=options.max_rooms_per_connection,
         max_connections_per_ip=options.max_connections_per_ip,
         ping_rate_limit=options.ping_rate_limit,
     )
+
+
+def deflate_settings() -> DeflateSettings | bool:
+    """The permessage-deflate settings from the options, or False when it is off."""
+    if not options.compression:
+        return False
+    try:
+        return DeflateSettings(
+            level=options.compression_level,
+            mem_level=options.compression_mem_level,
+            window_bits=options.compression_window_bits,
+            context_takeover=options.compression_context_takeover,
+        )
+    except ValueError as error:
+        raise StartupError(str(error)) from None
 
 
 def parse_origins(value: str) -> frozenset[str]:
@@ -478,7 +534,7 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 def make_app(
     hub: Hub,
     allowed_origins: frozenset[str] = frozenset(),
-    compression: bool = False,
+    compression: bool | DeflateSettings = False,
     max_message_size: int = 64 * 1024,
     handoff: bool = True,
     diagnostics: Diagnostics | None = None,
@@ -509,7 +565,10 @@ def make_app(
 
 
 async def serve(
-    sockets: list[socket.socket], allowed_origins: frozenset[str], handoff: bool = True
+    sockets: list[socket.socket],
+    allowed_origins: frozenset[str],
+    handoff: bool = True,
+    compression: bool | DeflateSettings = False,
 ) -> None:
     """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
@@ -520,7 +579,7 @@ async def serve(
     app = make_app(
         hub,
         allowed_origins,
-        options.compression,
+        compression,
         options.max_message_size,
         handoff,
         diagnostics,
@@ -595,6 +654,7 @@ def main(argv: list[str] | None = None) -> None:
         load_options(argv)
         allowed_origins = parse_origins(options.allowed_origins)
         handoff = parse_switch("handoff", options.handoff)
+        compression = deflate_settings()
         try:
             self_check(handoff=handoff)
         except UnsupportedTornado as error:
@@ -605,7 +665,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(EXIT_USAGE) from None
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
-    asyncio.run(serve(sockets, allowed_origins, handoff))
+    asyncio.run(serve(sockets, allowed_origins, handoff, compression))
 
 
 if __name__ == "__main__":

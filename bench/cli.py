@@ -20,14 +20,14 @@ from typing import Any
 
 import tornado
 
-from bench import abuse, scenarios
+from bench import abuse, abuse_memory, scenarios
 from bench.procstat import raise_nofile_limit
 from bench.progress import Progress
 from bench.report import render_markdown, render_text, to_json
 from bench.servers import KINDS, REPO_ROOT
 from bench.suite import Case, full_suite, quick_suite
 
-TYPES = ("idle", "fanout", "slow", "handshake", "steady", "abuse")
+TYPES = ("idle", "fanout", "slow", "handshake", "steady", "abuse", "churn-deflate", "history-fill")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -150,6 +150,16 @@ async def run_group(
         return [await scenarios.handshakes(env, kind, case.name, p["total"])]
     if case.type == "abuse":
         return [await abuse.abuse(env, kind, case.name, p)]
+    if case.type in ("churn-deflate", "history-fill") and kind.name != "ours":
+        return [{"not_applicable": "no compression or history in this server"}]
+    if case.type == "churn-deflate":
+        return [await abuse_memory.compressed_churn(env, kind, case.name, p["cycles"], p["live"])]
+    if case.type == "history-fill":
+        return [
+            await abuse_memory.history_fill(
+                env, kind, case.name, p["rooms"], p["per_room"], p.get("size", 60_000)
+            )
+        ]
     if case.type == "slow":
         return [
             await scenarios.slow_consumers(

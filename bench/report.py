@@ -116,6 +116,26 @@ ABUSE = [
     Metric("canary_max_ms", "canary round trip max ms", "lower", "{:.1f}"),
     Metric("slow_consumers_dropped", "slow consumers dropped", "", "{}"),
 ]
+CHURN_DEFLATE = [
+    Metric("cycles", "cycles", "", "{:,}"),
+    Metric("server_rss_peak_mb", "server RSS peak MB", "lower", "{:.1f}"),
+    Metric("server_rss_after_churn_mb", "server RSS after the churn MB", "lower", "{:.1f}"),
+    Metric("kb_per_cycle_kept", "KB kept per cycle", "lower", "{:.2f}", "0"),
+    Metric("kb_per_live_connection", "KB per live compressed connection", "lower", "{:.1f}"),
+    Metric("server_rss_after_mb", "server RSS after all closed MB", "lower", "{:.1f}"),
+    Metric("canary_p99_ms", "canary round trip p99 ms", "lower", "{:.1f}"),
+    Metric("canary_max_ms", "canary round trip max ms", "lower", "{:.1f}"),
+    Metric("server_cpu_us_per_cycle", "server CPU µs/cycle", "lower", "{:.0f}"),
+    Metric("failed", "failed cycles", "", "{:,}", "0", 0),
+]
+HISTORY_FILL = [
+    Metric("offered_mb", "history offered MB", "", "{:.1f}"),
+    Metric("server_rss_peak_mb", "server RSS peak MB", "lower", "{:.1f}"),
+    Metric("server_rss_after_mb", "server RSS after MB", "lower", "{:.1f}"),
+    Metric("history_mb", "history held MB (/healthz)", "lower", "{:.1f}", "≤ 64"),
+    Metric("canary_p99_ms", "canary round trip p99 ms", "lower", "{:.1f}"),
+    Metric("canary_max_ms", "canary round trip max ms", "lower", "{:.1f}"),
+]
 METRICS = {
     "fanout": FANOUT,
     "idle": IDLE,
@@ -123,6 +143,8 @@ METRICS = {
     "slow": SLOW,
     "steady": STEADY,
     "abuse": ABUSE,
+    "churn-deflate": CHURN_DEFLATE,
+    "history-fill": HISTORY_FILL,
 }
 
 

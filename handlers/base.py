@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
+from handlers.deflate import DeflateSettings
 from handlers.diagnostics import Diagnostics
 from handlers.handoff import HandoffMixin, plain_upgrade_key, upgrade_directly
 from handlers.public_transport import PublicApiTransport
@@ -59,7 +60,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         self,
         hub: Hub,
         allowed_origins: frozenset[str],
-        compression: bool,
+        compression: bool | DeflateSettings,
         handoff: bool = True,
         diagnostics: Diagnostics | None = None,
     ) -> None:
@@ -88,10 +89,12 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         return key is not None and key == host_key(self.request.host, self.request.protocol)
 
     def get_compression_options(self) -> dict | None:
-        """permessage-deflate at zlib level 1 when enabled: for small real-time
-        messages it compresses nearly as well as the default 6 at a fraction of
-        the CPU (the Autobahn 12.x/13.x runs take half the time)."""
-        return {"compression_level": 1} if self.compression else None
+        """permessage-deflate when enabled, bounded per connection as
+        `handlers.deflate` explains (``compression=True`` means the defaults)."""
+        if not self.compression:
+            return None
+        settings = self.compression if isinstance(self.compression, DeflateSettings) else None
+        return (settings or DeflateSettings()).tornado_options()
 
     def display_name(self) -> str | None:
         return None
@@ -135,6 +138,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     def on_close(self) -> None:
         if self.peer is not None:
             self.hub.unregister(self.peer)
+            self.peer = None  # handler -> peer -> transport -> handler: let refcounts free it
 
     def flush_queued(self) -> None:
         """Called before a close frame goes out: replies to messages received

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import zlib
 from asyncio import Future
+from typing import Any
 
 from tornado import httputil
 
+from handlers.deflate import settings_in
 from handlers.tornado_compat import DecompressTooLarge, ProtocolHooks
 from hub.frames import (
     CLOSE_INVALID_DATA,
@@ -204,8 +206,32 @@ class StrictWebSocketProtocol(ProtocolHooks):
         """
         if self.mask_outgoing:  # client side: server responses are Tornado's business
             return self.tornado_extension_offers(headers)
+        settings = settings_in(self.compression_settings)
+        offers = parse_extension_offers(headers.get("Sec-WebSocket-Extensions", ""))
         return [
-            (name, params)
-            for name, params in parse_extension_offers(headers.get("Sec-WebSocket-Extensions", ""))
+            (name, settings.accept(params) if settings and name == "permessage-deflate" else params)
+            for name, params in offers
             if name != "permessage-deflate" or acceptable_deflate_offer(params)
         ]
+
+    def compressor_options(
+        self, side: str, agreed_parameters: dict[str, Any], compression_options: Any = None
+    ) -> dict[str, Any]:
+        """Tornado's, but our compressor's window within ``window_bits`` even when
+        the client did not ask for a smaller one (a smaller window than agreed
+        is always safe for the peer's decompressor)."""
+        options = self.tornado_compressor_options(side, agreed_parameters, compression_options)
+        settings = settings_in(compression_options)
+        if settings is not None and side == "server" and not self.mask_outgoing:
+            options["max_wbits"] = min(options["max_wbits"], settings.window_bits)
+        return options
+
+    async def receive_frames(self) -> None:
+        """Tornado's loop; when it ends the connection is over, and zlib's state
+        (hundreds of KB, invisible to the garbage collector) is freed at once
+        instead of whenever the collector reaches the objects still referring
+        to this protocol (tracebacks of a reset connection do)."""
+        try:
+            await super().receive_frames()
+        finally:
+            self.release_compression()

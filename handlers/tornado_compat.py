@@ -38,9 +38,10 @@ PROTOCOL_METHODS = (
     "_parse_extensions_header",
     "_receive_frame_loop",
     "_run_callback",
+    "_get_compressor_options",
 )
 """WebSocketProtocol13 methods `ProtocolHooks` overrides or calls."""
-PROTOCOL_STATE = ("_decompressor", "_compressor", "_message_bytes_in")
+PROTOCOL_STATE = ("_decompressor", "_compressor", "_message_bytes_in", "_compression_options")
 """WebSocketProtocol13 instance attributes `ProtocolHooks` reads."""
 WEBSOCKET_PRIVATE = ("_DecompressTooLargeError", "_WebSocketParams")
 """Names of tornado.websocket itself used here."""
@@ -176,6 +177,12 @@ class ProtocolHooks(WebSocketProtocol13):
         """Run for the connection's life after ``open()``: Tornado's frame loop."""
         await super()._receive_frame_loop()
 
+    def compressor_options(
+        self, side: str, agreed_parameters: dict[str, Any], compression_options: Any = None
+    ) -> dict[str, Any]:
+        """The zlib settings of one side's permessage-deflate (de)compressor."""
+        return self.tornado_compressor_options(side, agreed_parameters, compression_options)
+
     # Tornado's own behaviour, and state it keeps privately.
 
     def tornado_handle_frame(self, opcode: int, data: bytes) -> Future[None] | None:
@@ -185,6 +192,25 @@ class ProtocolHooks(WebSocketProtocol13):
         self, headers: httputil.HTTPHeaders
     ) -> list[tuple[str, dict[str, str | None]]]:
         return super()._parse_extensions_header(headers)  # type: ignore[return-value]
+
+    def tornado_compressor_options(
+        self, side: str, agreed_parameters: dict[str, Any], compression_options: Any = None
+    ) -> dict[str, Any]:
+        return super()._get_compressor_options(side, agreed_parameters, compression_options)
+
+    @property
+    def compression_settings(self) -> Any:
+        """The handler's ``get_compression_options()``, as Tornado keeps it."""
+        return self._compression_options
+
+    def release_compression(self) -> None:
+        """Drop zlib's state (hundreds of KB the garbage collector cannot see) and
+        the traceback of a reset stream, which keeps the protocol alive in a cycle."""
+        self._compressor = None
+        self._decompressor = None
+        error = self.stream.error if self.stream is not None else None
+        if error is not None:
+            error.__traceback__ = None
 
     @property
     def decompressor(self) -> Any:
@@ -231,3 +257,8 @@ class ProtocolHooks(WebSocketProtocol13):
 
     async def _receive_frame_loop(self) -> None:
         await self.receive_frames()
+
+    def _get_compressor_options(
+        self, side: str, agreed_parameters: dict[str, Any], compression_options: Any = None
+    ) -> dict[str, Any]:
+        return self.compressor_options(side, agreed_parameters, compression_options)

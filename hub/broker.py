@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from hub import protocol
 from hub.history import Replay, RoomHistory
+from hub.settings import HubSettings
 
 Deliver = Callable[[str, bytes, str | None, bool], None]
 """``deliver(room, frame, exclude_client_id, lossy)``: fan a framed event out to local members."""
@@ -65,6 +66,13 @@ class MemoryBroker:
     A room's history outlives its last member for ``history_ttl`` seconds so
     that a client reconnecting after a blip (or a page reload) still resumes;
     after that, the room is forgotten entirely and memory stays bounded.
+
+    History is bounded per room (``history_size`` messages, ``history_bytes``)
+    and for the process (``memory_limit`` bytes of frames): past that, the
+    least recently used rooms lose their history. A room without members is
+    forgotten (it comes back with a new epoch); a room with members keeps its
+    numbering (its members' next seq must follow on) and loses its frames.
+    Either way a resume from before sees ``history_gap``.
     """
 
     def __init__(
@@ -73,9 +81,13 @@ class MemoryBroker:
         history_ttl: float,
         clock: Callable[[], float] = time.monotonic,
         wall_clock_ms: Callable[[], int] = _now_ms,
+        history_bytes: int | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         self.history_size = history_size
         self.history_ttl = history_ttl
+        self.history_bytes = history_bytes or None  # per room; None or 0: count only
+        self.memory_limit = memory_limit or None  # all rooms; None or 0: no limit
         self._clock = clock
         self._wall_clock_ms = wall_clock_ms
         self._histories: dict[str, RoomHistory] = {}  # every room with members or kept history
@@ -83,7 +95,23 @@ class MemoryBroker:
         # N members gets all N, and encoding N dicts per join made big rooms slow.
         self._presence: dict[str, dict[str, str]] = {}
         self._empty: dict[str, None] = {}  # rooms without members, oldest-emptied first
+        self._recent: dict[str, None] = {}  # rooms holding frames, least recently used first
+        self._held_bytes = 0  # frame bytes held by all rooms
+        self._evicted = 0  # rooms whose history went for the memory limit
         self._deliver: Deliver = _drop
+
+    @classmethod
+    def for_settings(
+        cls, settings: HubSettings, clock: Callable[[], float] = time.monotonic
+    ) -> MemoryBroker:
+        """The broker a `Hub` builds for itself when given none."""
+        return cls(
+            settings.history_size,
+            settings.history_ttl,
+            clock=clock,
+            history_bytes=settings.history_bytes,
+            memory_limit=settings.history_memory_limit,
+        )
 
     def attach(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -91,11 +119,17 @@ class MemoryBroker:
     def _history(self, room: str) -> RoomHistory:
         history = self._histories.get(room)
         if history is None:
-            history = self._histories[room] = RoomHistory(self.history_size)
+            history = self._histories[room] = RoomHistory(self.history_size, self.history_bytes)
         return history
+
+    def _used(self, room: str) -> None:
+        """Mark a room holding frames as the most recently used."""
+        if self._recent.pop(room, 0) is None:
+            self._recent[room] = None
 
     def join(self, room: str, member: dict[str, str]) -> RoomSnapshot:
         history = self._history(room)
+        self._used(room)
         present = self._presence.setdefault(room, {})
         if not present:
             self._empty.pop(room, None)
@@ -129,11 +163,45 @@ class MemoryBroker:
         history = self._history(room)
         # Frame before numbering so that data that cannot be encoded consumes no seq.
         frame = protocol.message_frame(room, history.seq + 1, sender, data, ts)
+        held = history.bytes
         seq = history.record(frame)
+        self._held_bytes += history.bytes - held
+        self._recent.pop(room, None)
+        if history.bytes:
+            self._recent[room] = None
+        if self.memory_limit is not None and self._held_bytes > self.memory_limit:
+            self._free_history(room)
         self._deliver(room, frame, None, False)
         return seq
 
+    def _free_history(self, current: str) -> None:
+        """Take history from the least recently used rooms until all of it fits
+        ``memory_limit``; ``current`` (the most recent) only loses its oldest
+        frames, and only when it alone is over."""
+        assert self.memory_limit is not None
+        while self._held_bytes > self.memory_limit and self._recent:
+            room = next(iter(self._recent))
+            history = self._histories[room]
+            if room == current:
+                self._held_bytes -= history.drop_oldest()
+                if not history.bytes:
+                    del self._recent[room]
+                continue
+            self._evicted += 1
+            if not self._presence.get(room):
+                self._forget(room)
+            else:
+                del self._recent[room]
+                self._held_bytes -= history.forget_frames()
+
+    def _forget(self, room: str) -> None:
+        """Drop an empty room and its history entirely."""
+        self._empty.pop(room, None)
+        self._recent.pop(room, None)
+        self._held_bytes -= self._histories.pop(room).bytes
+
     def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
+        self._used(room)
         return self._history(room).replay(since, epoch)
 
     def expire(self, now: float) -> int:
@@ -142,13 +210,16 @@ class MemoryBroker:
             history = self._histories[room]
             if history.empty_since is None or now - history.empty_since < self.history_ttl:
                 break  # ordered by when they emptied: the rest are younger
-            del self._empty[room]
-            del self._histories[room]
+            self._forget(room)
             expired += 1
         return expired
 
     def stats(self) -> dict[str, int]:
-        return {"history_rooms": len(self._histories)}
+        return {
+            "history_rooms": len(self._histories),
+            "history_bytes": self._held_bytes,
+            "history_rooms_evicted": self._evicted,
+        }
 
 
 def _drop(room: str, frame: bytes, exclude: str | None, lossy: bool) -> None:

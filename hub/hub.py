@@ -72,9 +72,7 @@ class Hub:
         write_batch: BatchWrite = write_each,
     ) -> None:
         self.settings = settings = settings or HubSettings()
-        self.broker: Broker = broker or MemoryBroker(
-            settings.history_size, settings.history_ttl, clock=clock
-        )
+        self.broker: Broker = broker or MemoryBroker.for_settings(settings, clock)
         self.clock = clock
         self.peers: dict[str, Peer] = {}  # client_id -> every registered connection
         self.rooms: dict[str, dict[str, Peer]] = {}  # room -> client_id -> local member

@@ -172,9 +172,9 @@ export class HubClient {
    * Join a room. Resolves with the server's `joined` frame.
    *
    * Pass `since: 0` to also receive what the room's history still holds
-   * (the server then reports a `history_gap` whose `lost` flag is false
-   * when history reaches back to the room's first message). Pass the seq
-   * and epoch you saved earlier to resume after a page reload.
+   * (the server reports a `history_gap` only when history no longer reaches
+   * back to the room's first message). Pass the seq and epoch you saved
+   * earlier to resume after a page reload.
    *
    * @param {string} room
    * @param {{since?: number, epoch?: string}} [opts]
