@@ -24,8 +24,10 @@ from handlers.base import origin_key
 from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
 from handlers.diagnostics import install_error_counter
 from handlers.echo import EchoSocketHandler
+from handlers.hosts import default_allowed_hosts, parse_allowed_hosts
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
+from handlers.listener import GuardedHTTPServer
 from handlers.socket_connection import SocketConnection
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
@@ -60,6 +62,24 @@ define(
     "send_threads",
     default=default_threads(),
     help="threads a big fan-out's sends are spread over, GIL released (0: through the transports)",
+)
+define(
+    "idle_connection_timeout",
+    default=30.0,
+    help="seconds a request's headers may take to arrive (and an HTTP connection may idle)",
+)
+define("body_timeout", default=10.0, help="seconds a request's body may take to arrive")
+define(
+    "max_pending_connections",
+    default=2000,
+    help="sockets not yet WebSocket connections (HTTP requests, handshakes); beyond it 503",
+)
+define("max_pending_per_ip", default=256, help="pending sockets from one client address (0: off)")
+define(
+    "allowed_hosts",
+    default="",
+    help="comma-separated Host names accepted on /ws and /ws/echo; * for any"
+    " (default: the bind address, localhost and this machine's names; any for 0.0.0.0)",
 )
 
 
@@ -141,13 +161,24 @@ def parse_origins(value: str) -> frozenset[str]:
     return frozenset(origins)
 
 
+LOGGED_PATH_LENGTH = 200
+"""Characters of a request's path an access-log line keeps: a 60 KB URL costs a 60 KB line."""
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log: failures at warning; the flood of 101s and 200s only at debug."""
+    """Access log: failures at warning; the flood of 101s and 200s only at debug.
+
+    Only the path is logged, never the query string (tokens travel in
+    ``?token=``), cut to `LOGGED_PATH_LENGTH`; the method is cut as well.
+    """
     status = handler.get_status()
     level = logging.WARNING if status >= 400 else logging.DEBUG
     if log.isEnabledFor(level):
         request = handler.request
-        log.log(level, "%d %s %s (%s)", status, request.method, request.uri, request.remote_ip)
+        path = request.path
+        if len(path) > LOGGED_PATH_LENGTH:
+            path = path[:LOGGED_PATH_LENGTH] + "..."
+        log.log(level, "%d %s %s (%s)", status, request.method[:16], path, request.remote_ip)
 
 
 def make_app(
@@ -155,9 +186,18 @@ def make_app(
     allowed_origins: frozenset[str] = frozenset(),
     compression: bool = False,
     max_message_size: int = 64 * 1024,
+    allowed_hosts: frozenset[str] | None = None,
 ) -> tornado.web.Application:
-    """The Tornado application: endpoints wired to one hub."""
-    socket_args = {"hub": hub, "allowed_origins": allowed_origins, "compression": compression}
+    """The Tornado application: endpoints wired to one hub.
+
+    ``allowed_hosts``: the Host names the WebSocket endpoints accept (None: any).
+    """
+    socket_args = {
+        "hub": hub,
+        "allowed_origins": allowed_origins,
+        "compression": compression,
+        "allowed_hosts": allowed_hosts,
+    }
     return tornado.web.Application(
         [
             (r"/ws", HubSocketHandler, socket_args),
@@ -172,19 +212,55 @@ def make_app(
     )
 
 
+def make_http_server(
+    app: tornado.web.Application,
+    max_body_size: int = 64 * 1024,
+    idle_connection_timeout: float = 30.0,
+    body_timeout: float = 10.0,
+    max_pending: int = 2000,
+    max_pending_per_ip: int = 256,
+) -> GuardedHTTPServer:
+    """The HTTP server: every request's headers and body on a clock, pending
+    sockets capped, an accept loop that survives running out of descriptors
+    (see `handlers.listener`)."""
+    return GuardedHTTPServer(
+        app,
+        max_body_size=max_body_size,
+        idle_connection_timeout=idle_connection_timeout,
+        body_timeout=body_timeout,
+        max_pending=max_pending,
+        max_pending_per_ip=max_pending_per_ip,
+    )
+
+
 async def serve() -> None:
     """Listen, run until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
     hub = Hub(hub_settings(fd_limit), write_batch=make_batch_writer(options.send_threads))
     tune_gc()
+    allowed_hosts = (
+        parse_allowed_hosts(options.allowed_hosts)
+        if options.allowed_hosts
+        else default_allowed_hosts(options.host)
+    )
+    if allowed_hosts is None:
+        log.info("any Host header accepted (bound to %s; see --allowed_hosts)", options.host)
     app = make_app(
         hub,
         parse_origins(options.allowed_origins),
         options.compression,
         options.max_message_size,
+        allowed_hosts,
     )
     sockets = tornado.netutil.bind_sockets(options.port, options.host, family=socket.AF_INET)
-    server = HTTPServer(app, max_body_size=options.max_message_size, idle_connection_timeout=30)
+    server = make_http_server(
+        app,
+        max_body_size=options.max_message_size,
+        idle_connection_timeout=options.idle_connection_timeout,
+        body_timeout=options.body_timeout,
+        max_pending=min(options.max_pending_connections, fd_limit - FD_RESERVE),
+        max_pending_per_ip=options.max_pending_per_ip,
+    )
     server.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()

@@ -74,7 +74,7 @@ def start_live_server(
     hub = Hub(settings or HubSettings(), write_batch=make_batch_writer(threads))
     app = server_module.make_app(hub, allowed_origins, compression, max_message_size)
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    http = HTTPServer(app)
+    http = server_module.make_http_server(app)
     http.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()
