@@ -57,7 +57,7 @@ def test_unfinished_requests_are_capped_per_address_and_cut_after_the_body_timeo
 ) -> None:
     footprint = Footprint(server)
     with Canary(server) as canary:
-        wait_for(lambda: len(canary.round_trips) >= 3, what="canary running")
+        canary.served()
         _, idle_fds = footprint.read("before")
         held = []
         try:
@@ -74,6 +74,7 @@ def test_unfinished_requests_are_capped_per_address_and_cut_after_the_body_timeo
             # Everyone else is still served: /healthz, a newcomer's handshake, the canary.
             assert server.health()["status"] == "ok"
             assert_fresh_client_served(server)
+            canary.served()
             # The body timeout cuts every unfinished request: EOF comes within each
             # socket's timeout (BODY_TIMEOUT + 10 s), else recv raises socket.timeout.
             for sock in held:
@@ -97,7 +98,7 @@ def test_accept_backs_off_when_descriptors_run_out_and_recovers(tmp_path) -> Non
     with HubProcess(nofile=limit) as server:
         footprint = Footprint(server)
         with Canary(server) as canary:
-            wait_for(lambda: len(canary.round_trips) >= 3, what="canary running")
+            canary.served()
             _, idle_fds = footprint.read("before")
             members: list[HubWire] = []
             idle: list[socket.socket] = []

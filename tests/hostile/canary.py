@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from tests.hostile.checks import open_fds
 from tests.hostile.hubwire import HubWire
-from tests.hostile.proc import HubProcess
+from tests.hostile.proc import HubProcess, wait_for
 
 ROUND_TRIP_BOUND = 2.0
 """Generous: a canary served normally answers in milliseconds even on a busy
@@ -60,6 +60,12 @@ class Canary(threading.Thread):
         self.stopping.set()
         self.join(ROUND_TRIP_BOUND * 6)
         self.wire.abort()
+
+    def served(self, more: int = 3, timeout: float = 10.0) -> None:
+        """Wait until ``more`` further round trips have completed."""
+        target = len(self.round_trips) + more
+        wait_for(lambda: len(self.round_trips) >= target or self.failure, timeout, what="canary")
+        assert self.failure is None, f"canary stopped: {self.failure!r}"
 
     def check(self, at_least: int = 5) -> float:
         """The canary was served throughout; returns its worst round trip."""
