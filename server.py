@@ -28,6 +28,7 @@ from handlers.hosts import default_allowed_hosts, parse_allowed_hosts
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
 from handlers.listener import GuardedHTTPServer
+from handlers.log_privacy import keep_queries_out_of_logs
 from handlers.socket_connection import SocketConnection
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
@@ -324,6 +325,7 @@ def install_event_loop() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     load_options(argv)
+    keep_queries_out_of_logs()
     install_error_counter()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)

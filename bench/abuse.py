@@ -13,6 +13,9 @@ Scenarios (register new ones in `SCENARIOS`):
   complete headers announcing a 60,000-byte body that never comes (half
   ``POST /healthz``, half WebSocket upgrades), and keeps them for ``--hold``
   seconds, longer than the server's default body timeout.
+* ``slow-requests-fd-limit``: the same from ten addresses, 2,500 sockets, against
+  a server whose open-file limit is 2,048 (``prlimit``): what happens when the
+  descriptors run out.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procstat import raise_nofile_limit, rss_bytes
+from bench.procstat import cpu_seconds, raise_nofile_limit, rss_bytes
 from bench.servers import OURS, ServerProcess, start_server
 from bench.stats import percentile
 from bench.wsframe import (
@@ -129,24 +133,31 @@ def unfinished_request(host: str, port: int, i: int) -> bytes:
     )
 
 
-async def slow_requests(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
-    """Open the unfinished requests, hold them, count how the server dealt with them."""
+async def flood_slow_requests(
+    server: ServerProcess, connections: int, sources: int, hold: float
+) -> dict[str, Any]:
+    """Open the unfinished requests from ``sources`` addresses, hold them, then
+    count how the server dealt with them."""
     loop = asyncio.get_running_loop()
-    socks: list[socket.socket] = []
-    refused = 0
-    for i in range(args.connections):
+    addresses = [f"127.0.0.{2 + i}" for i in range(sources)]
+    in_flight = asyncio.Semaphore(200)
+
+    async def open_one(i: int) -> socket.socket | None:
         sock = socket.socket()
         sock.setblocking(False)
-        sock.bind((ATTACKER, 0))
-        try:
-            await asyncio.wait_for(loop.sock_connect(sock, (server.host, server.port)), 5)
-            await loop.sock_sendall(sock, unfinished_request(server.host, server.port, i))
-        except (OSError, TimeoutError):
-            refused += 1
-            sock.close()
-            continue
-        socks.append(sock)
-    await asyncio.sleep(args.hold)  # the abuse is holding sockets open: hold them
+        sock.bind((addresses[i % sources], 0))
+        async with in_flight:
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, (server.host, server.port)), 2)
+                await loop.sock_sendall(sock, unfinished_request(server.host, server.port, i))
+            except (OSError, TimeoutError):
+                sock.close()
+                return None
+        return sock
+
+    opened = await asyncio.gather(*(open_one(i) for i in range(connections)))
+    socks = [sock for sock in opened if sock is not None]
+    await asyncio.sleep(hold)  # the abuse is holding sockets open: hold them
     answered_503 = cut = still_open = 0
     for sock in socks:
         try:
@@ -163,23 +174,50 @@ async def slow_requests(server: ServerProcess, args: argparse.Namespace) -> dict
     for sock in socks:
         sock.close()
     return {
-        "flood_connections": args.connections,
-        "connect_failed": refused,
+        "flood_connections": connections,
+        "connect_failed": connections - len(socks),
         "answered_503": answered_503,
         "cut_by_server": cut,
         "still_open_after_hold": still_open,
     }
 
 
-Scenario = Callable[[ServerProcess, argparse.Namespace], Awaitable[dict[str, Any]]]
-SCENARIOS: dict[str, Scenario] = {"slow-requests": slow_requests}
+async def slow_requests(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
+    return await flood_slow_requests(server, args.connections, 1, args.hold)
+
+
+FD_LIMIT = 2048
+"""Open-file limit of the server in ``slow-requests-fd-limit`` (the issue's)."""
+
+
+async def slow_requests_fd_limit(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
+    return await flood_slow_requests(server, FD_LIMIT + 452, 10, args.hold)
+
+
+@dataclass(frozen=True)
+class AbuseScenario:
+    run: Callable[[ServerProcess, argparse.Namespace], Awaitable[dict[str, Any]]]
+    nofile: int | None = None
+    """Run the server under ``prlimit --nofile=N:N``."""
+
+
+SCENARIOS: dict[str, AbuseScenario] = {
+    "slow-requests": AbuseScenario(slow_requests),
+    "slow-requests-fd-limit": AbuseScenario(slow_requests_fd_limit, nofile=FD_LIMIT),
+}
 
 
 async def run_one(name: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    scenario = SCENARIOS[name]
     kind = dataclasses.replace(OURS, root=root)
+    if scenario.nofile is not None:
+        limit = f"--nofile={scenario.nofile}:{scenario.nofile}"
+        kind = dataclasses.replace(kind, argv=("prlimit", limit, *kind.argv))
     server = await asyncio.to_thread(start_server, kind)
     try:
         rss_before = rss_bytes(server.pid)
+        cpu_before = cpu_seconds(server.pid)
+        log_before = os.path.getsize(server.log_path)
         footprint = Footprint(server.pid)
         fds_before = footprint.peak_fds
         canary = Canary(server.host, server.port)
@@ -187,7 +225,7 @@ async def run_one(name: str, root: Path, args: argparse.Namespace) -> dict[str, 
         canary_task = asyncio.create_task(canary.run())
         sampler = asyncio.create_task(footprint.sample(stopping))
         await asyncio.sleep(1.0)  # the canary's undisturbed round trips first
-        result = await SCENARIOS[name](server, args)
+        result = await scenario.run(server, args)
         await asyncio.sleep(args.settle)  # the server lets go of what it held
         canary.stopping.set()
         stopping.set()
@@ -202,6 +240,8 @@ async def run_one(name: str, root: Path, args: argparse.Namespace) -> dict[str, 
             "fds_before": fds_before,
             "peak_fds": footprint.peak_fds,
             "fds_after": footprint.fds(),
+            "server_cpu_s": round(cpu_seconds(server.pid) - cpu_before, 2),
+            "log_kb": round((os.path.getsize(server.log_path) - log_before) / 1024, 1),
             **canary.summary(),
         }
     finally:
