@@ -101,6 +101,26 @@ def _reject_constant(name: str) -> Any:
     raise _NotJsonConstant(f"{name} is not valid JSON")
 
 
+def _request_id_despite_numbers(text: str) -> Any:
+    """The ``id`` of a message refused for its integers, so the error can name it.
+
+    A second parse that leaves every integer as text (never converted); its
+    cost, like the first's, is charged to the sender's rate by the hub.
+    """
+    try:
+        message = json.loads(text, parse_int=_Digits, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    request_id = message.get("id") if isinstance(message, dict) else None
+    if isinstance(request_id, _Digits):
+        return int(request_id) if len(request_id) <= MAX_INTEGER_DIGITS else None
+    return request_id if isinstance(request_id, str | float) else None
+
+
+class _Digits(str):
+    """An integer left as its digits (the JSON decoder's ``parse_int``)."""
+
+
 def parse(text: str) -> Command:
     """Parse one client text frame into a command, or raise `ProtocolError`."""
     try:
@@ -109,7 +129,9 @@ def parse(text: str) -> Command:
         raise ProtocolError(BAD_JSON, f"not valid JSON: {exc}") from None
     except ValueError:  # only the digit bound raises anything else
         raise ProtocolError(
-            BAD_REQUEST, f"integers may have at most {MAX_INTEGER_DIGITS} digits"
+            BAD_REQUEST,
+            f"integers may have at most {MAX_INTEGER_DIGITS} digits",
+            _request_id_despite_numbers(text),
         ) from None
     if not isinstance(message, dict):
         raise ProtocolError(BAD_REQUEST, "a message must be a JSON object")

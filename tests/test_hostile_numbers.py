@@ -59,7 +59,8 @@ def test_integers_beyond_the_bound_get_bad_request_and_the_connection_stays(
         assert_no_errors_logged(server, since=mark)
     _, idle_fds = footprint.readings["before"]
     wait_fds(server, idle_fds - 2)  # canary and sender gone
-    footprint.read("after")
+    rss_after, _ = footprint.read("after")
+    assert rss_after < footprint.readings["before"][0] + 20_000, footprint  # KiB
 
 
 def test_integers_within_the_bound_are_relayed_exactly(server: HubProcess) -> None:
