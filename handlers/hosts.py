@@ -19,7 +19,7 @@ WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 """Bind addresses that mean "every interface": the server may be reached by any
 name (a proxy's, a DNS name), so no default list can be right."""
 
-_HOST_NAME = re.compile(r"\.?[a-z0-9]([a-z0-9\-_.]*[a-z0-9])?\Z|\[[0-9a-f:.]+\]\Z")
+_HOST_NAME = re.compile(r"\.?[a-z0-9]([a-z0-9\-_.]*[a-z0-9])?\.?\Z|\[[0-9a-f:.]+\]\Z")
 
 
 def normalise_host(name: str) -> str:
@@ -43,7 +43,8 @@ def parse_allowed_hosts(value: str) -> frozenset[str] | None:
             raise SystemExit(
                 f"allowed_hosts: {item!r} is not a host name (no scheme, no port: app.example)"
             )
-        hosts.add(("." if item.startswith(".") else "") + normalise_host(item))
+        subdomains = item.startswith(".")
+        hosts.add(("." if subdomains else "") + normalise_host(item.lstrip(".")))
     return frozenset(hosts)
 
 
