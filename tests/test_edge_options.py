@@ -76,3 +76,16 @@ def test_defaults_for_a_specific_and_a_wildcard_bind() -> None:
     hosts = default_allowed_hosts("127.0.0.1")
     assert hosts is not None and {"127.0.0.1", "localhost"} <= hosts
     assert host_allowed("LOCALHOST", hosts) and not host_allowed("attacker.example", hosts)
+
+
+@pytest.mark.parametrize("offer", [{}, {"Sec-WebSocket-Extensions": "permessage-deflate"}])
+def test_upgraded_connections_no_longer_count_as_pending(offer: dict[str, str]) -> None:
+    """On both upgrade paths (ours; Tornado's, taken with permessage-deflate)."""
+    with HubProcess("--compression=true", "--max_pending_per_ip=5") as server:
+        wires = [Wire(server.port, headers=offer) for _ in range(12)]
+        try:
+            assert [w.status for w in wires] == [101] * 12
+            assert all(("permessage-deflate" in w.response_head) == bool(offer) for w in wires)
+        finally:
+            for wire in wires:
+                wire.abort()
