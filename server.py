@@ -43,8 +43,11 @@ from handlers.batch_writer import default_threads, describe_writer, make_batch_w
 from handlers.deflate import DeflateSettings
 from handlers.diagnostics import Diagnostics
 from handlers.echo import EchoSocketHandler
+from handlers.hosts import default_allowed_hosts, parse_allowed_hosts
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
+from handlers.listener import GuardedHTTPServer
+from handlers.log_privacy import keep_queries_out_of_logs
 from handlers.tornado_compat import UnsupportedTornado, self_check
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
@@ -197,6 +200,37 @@ define(
     group=FAN_OUT,
     help="threads a big fan-out's sends are spread over, GIL released (count; 0: through the "
     "event loop's transports)",
+)
+define(
+    "idle_connection_timeout",
+    default=30.0,
+    group=CONNECTIONS,
+    help="seconds a request's headers may take to arrive (and an HTTP connection may idle)",
+)
+define(
+    "body_timeout",
+    default=10.0,
+    group=CONNECTIONS,
+    help="seconds a request's body may take to arrive",
+)
+define(
+    "max_pending_connections",
+    default=2000,
+    group=CONNECTIONS,
+    help="sockets not yet WebSocket connections (HTTP requests, handshakes; count); beyond it 503",
+)
+define(
+    "max_pending_per_ip",
+    default=256,
+    group=CONNECTIONS,
+    help="pending sockets from one client address (count; 0: off)",
+)
+define(
+    "allowed_hosts",
+    default="",
+    group=LISTEN,
+    help="comma-separated Host names accepted on /ws and /ws/echo; * for any"
+    " (default: the bind address, localhost and this machine's names; any for 0.0.0.0)",
 )
 define(
     "handoff",
@@ -522,13 +556,24 @@ def parse_switch(name: str, value: str) -> bool:
         raise StartupError(f"{name}: {value!r} is neither on nor off") from None
 
 
+LOGGED_PATH_LENGTH = 200
+"""Characters of a request's path an access-log line keeps: a 60 KB URL costs a 60 KB line."""
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log: failures at warning; the flood of 101s and 200s only at debug."""
+    """Access log: failures at warning; the flood of 101s and 200s only at debug.
+
+    Only the path is logged, never the query string (tokens travel in
+    ``?token=``), cut to `LOGGED_PATH_LENGTH`; the method is cut as well.
+    """
     status = handler.get_status()
     level = logging.WARNING if status >= 400 else logging.DEBUG
     if log.isEnabledFor(level):
         request = handler.request
-        log.log(level, "%d %s %s (%s)", status, request.method, request.uri, request.remote_ip)
+        path = request.path
+        if len(path) > LOGGED_PATH_LENGTH:
+            path = path[:LOGGED_PATH_LENGTH] + "..."
+        log.log(level, "%d %s %s (%s)", status, request.method[:16], path, request.remote_ip)
 
 
 def make_app(
@@ -538,9 +583,13 @@ def make_app(
     max_message_size: int = 64 * 1024,
     handoff: bool = True,
     diagnostics: Diagnostics | None = None,
+    allowed_hosts: frozenset[str] | None = None,
 ) -> tornado.web.Application:
     """The Tornado application: endpoints wired to one hub (and one `Diagnostics`,
-    made here unless given; ``app.settings["diagnostics"]`` holds it)."""
+    made here unless given; ``app.settings["diagnostics"]`` holds it).
+
+    ``allowed_hosts``: the Host names the WebSocket endpoints accept (None: any).
+    """
     diagnostics = diagnostics or Diagnostics()
     socket_args = {
         "hub": hub,
@@ -548,6 +597,7 @@ def make_app(
         "compression": compression,
         "handoff": handoff,
         "diagnostics": diagnostics,
+        "allowed_hosts": allowed_hosts,
     }
     return tornado.web.Application(
         [
@@ -564,6 +614,37 @@ def make_app(
     )
 
 
+def allowed_hosts_option() -> frozenset[str] | None:
+    """The Host names the WebSocket endpoints accept (None: any), from the options."""
+    try:
+        if options.allowed_hosts:
+            return parse_allowed_hosts(options.allowed_hosts)
+        return default_allowed_hosts(options.host)
+    except SystemExit as exc:  # a bad entry
+        raise StartupError(str(exc)) from None
+
+
+def make_http_server(
+    app: tornado.web.Application,
+    max_body_size: int = 64 * 1024,
+    idle_connection_timeout: float = 30.0,
+    body_timeout: float = 10.0,
+    max_pending: int = 2000,
+    max_pending_per_ip: int = 256,
+) -> GuardedHTTPServer:
+    """The HTTP server: every request's headers and body on a clock, pending
+    sockets capped, an accept loop that survives running out of descriptors
+    (see `handlers.listener`)."""
+    return GuardedHTTPServer(
+        app,
+        max_body_size=max_body_size,
+        idle_connection_timeout=idle_connection_timeout,
+        body_timeout=body_timeout,
+        max_pending=max_pending,
+        max_pending_per_ip=max_pending_per_ip,
+    )
+
+
 async def serve(
     sockets: list[socket.socket],
     allowed_origins: frozenset[str],
@@ -576,6 +657,9 @@ async def serve(
     tune_gc()
     diagnostics = Diagnostics()
     diagnostics.install()
+    allowed_hosts = allowed_hosts_option()
+    if allowed_hosts is None:
+        log.info("any Host header accepted (bound to %s; see --allowed_hosts)", options.host)
     app = make_app(
         hub,
         allowed_origins,
@@ -583,8 +667,16 @@ async def serve(
         options.max_message_size,
         handoff,
         diagnostics,
+        allowed_hosts,
     )
-    server = HTTPServer(app, max_body_size=options.max_message_size, idle_connection_timeout=30)
+    server = make_http_server(
+        app,
+        max_body_size=options.max_message_size,
+        idle_connection_timeout=options.idle_connection_timeout,
+        body_timeout=options.body_timeout,
+        max_pending=min(options.max_pending_connections, fd_limit - FD_RESERVE),
+        max_pending_per_ip=options.max_pending_per_ip,
+    )
     server.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()
@@ -655,6 +747,7 @@ def main(argv: list[str] | None = None) -> None:
         allowed_origins = parse_origins(options.allowed_origins)
         handoff = parse_switch("handoff", options.handoff)
         compression = deflate_settings()
+        allowed_hosts_option()  # a bad --allowed_hosts is a start-up mistake too
         try:
             self_check(handoff=handoff)
         except UnsupportedTornado as error:
@@ -663,6 +756,7 @@ def main(argv: list[str] | None = None) -> None:
     except StartupError as exc:
         print(f"wshub: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+    keep_queries_out_of_logs()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
     asyncio.run(serve(sockets, allowed_origins, handoff, compression))

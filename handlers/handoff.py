@@ -57,6 +57,34 @@ _SWITCHING = (
 ).encode()
 
 
+WEBSOCKET_KEY_LENGTH = 24
+"""A Sec-WebSocket-Key is 16 random bytes in base64 (RFC 6455 section 4.1): 24 characters."""
+
+
+def upgrade_refusal(request: Any) -> str | None:
+    """Why a WebSocket upgrade request is malformed (the reason of a 400), or None.
+
+    Checked before either path answers, so our own 101 and Tornado's refuse
+    the same requests: an upgrade over HTTP/1.0, and a version-13 key that is
+    not 16 bytes in base64 (Tornado would answer any string, 4,000 characters
+    included). Requests that are no upgrade, or of another version, are left
+    to Tornado's own answers (400, 426).
+    """
+    headers = request.headers
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return None
+    if request.version == "HTTP/1.0":
+        return "WebSocket upgrades need HTTP/1.1"
+    if headers.get("Sec-WebSocket-Version") != "13":
+        return None
+    key = headers.get("Sec-WebSocket-Key", "")
+    try:
+        valid = len(key) == WEBSOCKET_KEY_LENGTH and len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        valid = False
+    return None if valid else "Sec-WebSocket-Key must be 16 bytes in base64"
+
+
 def plain_upgrade_key(handler: WebSocketHandler, compression: bool) -> str | None:
     """The Sec-WebSocket-Key of an upgrade we can answer ourselves, else None
     (Tornado then answers it, errors included)."""

@@ -26,7 +26,7 @@ from hub.frames import (  # the close codes stay importable from hub.hub too
     CLOSE_TRY_AGAIN_LATER,
     PING_FRAME,
 )
-from hub.limits import TokenBucket
+from hub.limits import PARSE_SECONDS_PER_TOKEN, TokenBucket
 from hub.outbox import BATCH_BYTES, Outbox, Schedule, write_each
 from hub.peer import ECHO, HUB, BatchWrite, Peer
 from hub.settings import HubSettings
@@ -162,7 +162,14 @@ class Hub:
         if not self._within_rate(peer, text):
             return
         try:
-            command = protocol.parse(text)
+            started = self.clock()
+            try:
+                command = protocol.parse(text)
+            finally:
+                # Parsing that took long is paid for in tokens (see PARSE_SECONDS_PER_TOKEN).
+                spent = self.clock() - started - PARSE_SECONDS_PER_TOKEN
+                if spent > 0 and peer.bucket is not None:
+                    peer.bucket.charge(spent / PARSE_SECONDS_PER_TOKEN)
             if type(command) is protocol.Publish:
                 self._publish(peer, command)
             elif type(command) is protocol.Join:

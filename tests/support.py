@@ -92,7 +92,7 @@ def start_live_server(
         hub, allowed_origins, compression, max_message_size, handoff, diagnostics
     )
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    http = HTTPServer(app)
+    http = server_module.make_http_server(app)
     http.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()
