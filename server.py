@@ -20,6 +20,7 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.options import define, options, parse_command_line, parse_config_file
 
+from handlers.api import api_routes, parse_api_keys
 from handlers.base import origin_key
 from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
 from handlers.diagnostics import install_error_counter
@@ -27,6 +28,7 @@ from handlers.echo import EchoSocketHandler
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
 from handlers.socket_connection import SocketConnection
+from hub.auth import TokenVerifier
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings
@@ -61,6 +63,32 @@ define(
     default=default_threads(),
     help="threads a big fan-out's sends are spread over, GIL released (0: through the transports)",
 )
+define("token_secret", default="", help="HS256 secret: /ws then requires a connection token")
+define("token_public_key", default="", help="PEM public key file (RS256 or ES256) for tokens")
+define("token_audience", default="", help="required aud claim of connection tokens")
+define("token_issuer", default="", help="required iss claim of connection tokens")
+define("api_key", default="", help="comma-separated keys of the backend API /api/ (empty: off)")
+
+
+def token_verifier() -> TokenVerifier | None:
+    """The verifier the token options describe, or None for an open server."""
+    if not options.token_secret and not options.token_public_key:
+        return None
+    pem = None
+    if options.token_public_key:
+        try:
+            with open(options.token_public_key, "rb") as file:
+                pem = file.read()
+        except OSError as error:
+            raise SystemExit(
+                f"token_public_key: cannot read {error.filename}: {error.strerror}"
+            ) from None
+    try:
+        return TokenVerifier(
+            options.token_secret or None, pem, options.token_audience, options.token_issuer
+        )
+    except (RuntimeError, ValueError) as error:
+        raise SystemExit(f"token options: {error}") from None
 
 
 def load_options(argv: list[str] | None = None) -> None:
@@ -147,7 +175,9 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     level = logging.WARNING if status >= 400 else logging.DEBUG
     if log.isEnabledFor(level):
         request = handler.request
-        log.log(level, "%d %s %s (%s)", status, request.method, request.uri, request.remote_ip)
+        log.log(
+            level, "%d %s %s (%s)", status, request.method, request.path[:200], request.remote_ip
+        )
 
 
 def make_app(
@@ -155,8 +185,9 @@ def make_app(
     allowed_origins: frozenset[str] = frozenset(),
     compression: bool = False,
     max_message_size: int = 64 * 1024,
+    api_keys: tuple[str, ...] = (),
 ) -> tornado.web.Application:
-    """The Tornado application: endpoints wired to one hub."""
+    """The Tornado application: endpoints wired to one hub (tokens: ``hub.verifier``)."""
     socket_args = {"hub": hub, "allowed_origins": allowed_origins, "compression": compression}
     return tornado.web.Application(
         [
@@ -166,6 +197,7 @@ def make_app(
             (r"/", PageHandler, {"path": STATIC_DIR, "page": "index.html"}),
             (r"/whiteboard", PageHandler, {"path": STATIC_DIR, "page": "whiteboard.html"}),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": STATIC_DIR}),
+            *api_routes(hub, api_keys, max_message_size),
         ],
         websocket_max_message_size=max_message_size,
         log_function=_log_request,
@@ -176,12 +208,15 @@ async def serve() -> None:
     """Listen, run until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
     hub = Hub(hub_settings(fd_limit), write_batch=make_batch_writer(options.send_threads))
+    hub.verifier = token_verifier()
+    api_keys = parse_api_keys(options.api_key)
     tune_gc()
     app = make_app(
         hub,
         parse_origins(options.allowed_origins),
         options.compression,
         options.max_message_size,
+        api_keys,
     )
     sockets = tornado.netutil.bind_sockets(options.port, options.host, family=socket.AF_INET)
     server = HTTPServer(app, max_body_size=options.max_message_size, idle_connection_timeout=30)
@@ -197,6 +232,11 @@ async def serve() -> None:
         fd_limit,
         describe_writer(hub.write_batch),
     )
+    if hub.verifier is None:
+        log.info("no token_secret or token_public_key: /ws is open to anyone who can connect")
+    else:
+        log.info("/ws requires connection tokens (%s)", ", ".join(hub.verifier.algorithms))
+    log.info("backend API /api/: %s", "on" if api_keys else "off (no api_key)")
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hub.limits import TokenBucket
+
+if TYPE_CHECKING:
+    from hub.auth import Grant
 
 
 class Transport(Protocol):
@@ -48,6 +51,8 @@ class Peer:
         "backlog",
         "bucket",
         "closed",
+        "grant",
+        "expires_at",
     )
 
     def __init__(
@@ -71,6 +76,13 @@ class Peer:
         self.backlog = 0  # bytes the socket had not taken at the last write
         self.bucket: TokenBucket | None = None
         self.closed = False
+        self.grant: Grant | None = None  # what its token allows; None without tokens
+        self.expires_at: float | None = None  # hub-clock time its token runs out
+
+    @property
+    def user(self) -> str | None:
+        """The app's user id from the connection's token (None without one)."""
+        return self.grant.user if self.grant is not None else None
 
     @property
     def display_name(self) -> str:

@@ -68,11 +68,15 @@ def start_live_server(
     compression: bool = False,
     max_message_size: int = 64 * 1024,
     send_threads: int | None = None,
+    verifier: Any = None,
+    api_keys: tuple[str, ...] = (),
 ) -> LiveServer:
-    """Wired as `server.serve` wires it; ``send_threads`` defaults to the server's default."""
+    """Wired as `server.serve` wires it; ``send_threads`` defaults to the server's default;
+    ``verifier`` (a `hub.auth.TokenVerifier`) makes /ws require tokens."""
     threads = default_threads() if send_threads is None else send_threads
     hub = Hub(settings or HubSettings(), write_batch=make_batch_writer(threads))
-    app = server_module.make_app(hub, allowed_origins, compression, max_message_size)
+    hub.verifier = verifier
+    app = server_module.make_app(hub, allowed_origins, compression, max_message_size, api_keys)
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     http = HTTPServer(app)
     http.add_sockets(sockets)
