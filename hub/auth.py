@@ -164,19 +164,25 @@ class TokenVerifier:
                 issuer=self.issuer,
                 options={"verify_aud": self.audience is not None, "require": ["sub"]},
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("the token has expired") from None
-        except jwt.InvalidSignatureError:
-            raise AuthError("the token's signature does not verify") from None
-        except jwt.MissingRequiredClaimError as error:
-            raise AuthError(f'the token has no "{error.claim}" claim') from None
-        except jwt.InvalidAudienceError:
-            raise AuthError("the token is for another audience") from None
-        except jwt.InvalidIssuerError:
-            raise AuthError("the token is from another issuer") from None
         except jwt.PyJWTError as error:
-            raise AuthError(f"the token is invalid: {error}") from None
+            raise AuthError(self._explain(error)) from None
         return grant_from_claims(claims, self._wall_clock())
+
+    def _explain(self, error: Exception) -> str:
+        """Why PyJWT refused a token, in words a client developer can act on."""
+        jwt = self._jwt
+        if isinstance(error, jwt.MissingRequiredClaimError):
+            return f'the token has no "{error.claim}" claim'
+        reasons = (
+            (jwt.ExpiredSignatureError, "the token has expired"),
+            (jwt.InvalidSignatureError, "the token's signature does not verify"),
+            (jwt.InvalidAudienceError, "the token is for another audience"),
+            (jwt.InvalidIssuerError, "the token is from another issuer"),
+        )
+        for kind, reason in reasons:
+            if isinstance(error, kind):
+                return reason
+        return f"the token is invalid: {error}"
 
 
 def load_public_key(pem: bytes) -> tuple[str, Any]:
