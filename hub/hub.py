@@ -72,6 +72,7 @@ class HubCounters:
     ephemeral_skipped: int = 0
     published: int = 0
     tokens_expired: int = 0
+    rejected_unauthorized: int = 0
 
 
 class _Cast:
@@ -186,14 +187,19 @@ class Hub:
         try:
             grant = self.verifier.verify(token)
         except AuthError as error:
+            self.counters.rejected_unauthorized += 1
             self.send(peer, protocol.error_frame(protocol.UNAUTHORIZED, error.detail))
             self.disconnect(peer, CLOSE_UNAUTHORIZED, "unauthorized")
             return False
         self._apply_grant(peer, grant)
         peer.name = grant.name or peer.name
-        peer.member = {"client_id": peer.client_id, "name": peer.name or peer.client_id}
-        peer.member["user"] = grant.user
-        welcome = {"type": "welcome", "client_id": peer.client_id, "user": grant.user}
+        peer.member = {
+            "client_id": peer.client_id,
+            "name": peer.name or peer.client_id,
+            "user": grant.user,
+        }
+        welcome: dict[str, Any] = {"type": "welcome", "client_id": peer.client_id}
+        welcome["user"] = grant.user
         if grant.exp is not None:
             welcome["exp"] = grant.exp
         self.send(peer, protocol.encode(welcome))

@@ -54,3 +54,15 @@ def test_no_token_or_query_string_in_any_log_line() -> None:
     for secret in (good, forged, API_KEY, SECRET, "token="):
         assert secret not in log
     assert [line for line in log.splitlines() if "?" in line] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((), "/ws is open to anyone who can connect"),
+        ((f"--token_secret={SECRET}",), "/ws requires connection tokens (HS256)"),
+    ],
+)
+def test_start_up_log_says_whether_ws_is_open(args: tuple[str, ...], says: str) -> None:
+    with HubProcess(*args) as server:
+        wait_for(lambda: says in server.log(), what=says)

@@ -118,6 +118,7 @@ async def test_bad_tokens_get_unauthorized_and_4003(
     other = await welcomed(secured, mint({"sub": "u9"}))
     assert (await other.join("r"))["seq"] == 0
     assert len(secured.hub.peers) == 1
+    assert secured.hub.stats()["rejected_unauthorized"] == 1
 
 
 async def test_refused_on_tornados_path_too(make_server: Any) -> None:
