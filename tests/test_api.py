@@ -308,3 +308,27 @@ async def test_api_messages_reach_token_users_without_user(make_server: Any) -> 
     # Read-only: the user itself may not publish there.
     user.send({"type": "publish", "room": "user:42", "data": "spoof", "id": 1})
     assert (await user.expect("error"))["code"] == "forbidden"
+
+
+def test_413_from_the_real_server_process() -> None:
+    """`python server.py` caps bodies at max_message_size in its HTTPServer too:
+    the API still answers an over-size body instead of dropping the connection."""
+    import urllib.error
+    import urllib.request
+
+    from tests.hostile.proc import HubProcess
+
+    with HubProcess(f"--api_key={KEY}", "--max_message_size=1000") as server:
+        for size, status in [(500, 200), (2000, 413), (50_000, 413)]:
+            body = json.dumps({"room": "r", "data": "x" * size}).encode()
+            request = urllib.request.Request(
+                server.url("/api/publish"), data=body, headers={"Authorization": f"Bearer {KEY}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    code, answer = response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                code, answer = error.code, json.loads(error.read())
+            assert code == status
+            assert status == 200 or answer == error_of("too_large")
+        assert server.health()["published"] == 1
