@@ -121,7 +121,7 @@ async def test_bad_tokens_get_unauthorized_and_4003(
     assert secured.hub.stats()["rejected_unauthorized"] == 1
 
 
-async def test_refused_on_tornados_path_too(make_server: Any) -> None:
+async def test_tokens_on_tornados_path_too(make_server: Any) -> None:
     # With compression offered, a deflate client stays on Tornado's protocol.
     live = make_server(verifier=TokenVerifier(SECRET), compression=True)
     from tornado.websocket import websocket_connect
@@ -130,6 +130,10 @@ async def test_refused_on_tornados_path_too(make_server: Any) -> None:
     assert json.loads(await connection.read_message())["code"] == "unauthorized"
     assert await connection.read_message() is None
     assert connection.close_code == 4003
+    good = await websocket_connect(
+        live.ws_url(f"/ws?token={mint({'sub': 'u1'})}"), compression_options={}
+    )
+    assert json.loads(await good.read_message())["user"] == "u1"
 
 
 async def test_audience_and_issuer_are_required_when_configured(make_server: Any) -> None:
@@ -253,3 +257,17 @@ async def test_message_carries_the_senders_client_id(live: LiveServer) -> None:
     for client in (first, second):
         message = await client.expect("message")
         assert message["client_id"] == second.client_id and "user" not in message
+
+
+async def test_secret_and_public_key_together(make_server: Any) -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = public_pem(private)
+    live = make_server(verifier=TokenVerifier(SECRET, pem))
+    assert (await welcomed(live, mint({"sub": "a"}))).welcome["user"] == "a"
+    assert (await welcomed(live, mint({"sub": "b"}, private, "ES256"))).welcome["user"] == "b"
+    # HS256 is verified with the secret only, never with the public key.
+    assert "signature" in await refused(await connect(live, _hmac_token({"sub": "c"}, pem)))
+    # /ws/echo needs no token.
+    echo = await live.connect(path="/ws/echo")
+    echo.send("ping")
+    assert await echo.recv_raw() == "ping"
