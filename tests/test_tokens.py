@@ -271,3 +271,28 @@ async def test_secret_and_public_key_together(make_server: Any) -> None:
     echo = await live.connect(path="/ws/echo")
     echo.send("ping")
     assert await echo.recv_raw() == "ping"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(None, "cannot read"), (b"junk", "not a PEM public key")],
+)
+def test_a_bad_public_key_file_stops_start_up_with_one_line(
+    tmp_path: Any, content: bytes | None, says: str
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    path = tmp_path / "key.pem"
+    if content is not None:
+        path.write_bytes(content)
+    done = subprocess.run(
+        [sys.executable, "server.py", "--port=0", f"--token_public_key={path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0 and says in done.stderr and "Traceback" not in done.stderr
