@@ -38,6 +38,7 @@ from tornado.httpserver import HTTPServer
 from tornado.options import Error as OptionError
 from tornado.options import define, options
 
+from handlers.api import api_routes, parse_api_keys
 from handlers.base import origin_key
 from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
 from handlers.deflate import DeflateSettings
@@ -49,6 +50,7 @@ from handlers.hub_socket import HubSocketHandler
 from handlers.listener import GuardedHTTPServer
 from handlers.log_privacy import keep_queries_out_of_logs
 from handlers.tornado_compat import UnsupportedTornado, self_check
+from hub.auth import TokenVerifier
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings
@@ -60,15 +62,16 @@ FD_RESERVE = 64
 """File descriptors kept free for listening sockets, logs and the like."""
 
 _defaults = HubSettings()
-LISTEN, CONNECTIONS, MESSAGES, HISTORY, FAN_OUT, CONFIG = (
+LISTEN, CONNECTIONS, MESSAGES, HISTORY, AUTH, FAN_OUT, CONFIG = (
     "Listening",
     "Connections and heartbeats",
     "Messages and limits",
     "History",
+    "Tokens and the backend API",
     "Fan-out",
     "Configuration file",
 )
-OPTION_GROUPS = (LISTEN, CONNECTIONS, MESSAGES, HISTORY, FAN_OUT, CONFIG)
+OPTION_GROUPS = (LISTEN, CONNECTIONS, MESSAGES, HISTORY, AUTH, FAN_OUT, CONFIG)
 """The order ``--help`` shows our option groups in; Tornado's logging options follow."""
 
 define("host", default="127.0.0.1", group=LISTEN, help="address to listen on; :: is IPv6 and IPv4")
@@ -231,6 +234,26 @@ define(
     group=LISTEN,
     help="comma-separated Host names accepted on /ws and /ws/echo; * for any"
     " (default: the bind address, localhost and this machine's names; any for 0.0.0.0)",
+)
+define(
+    "token_secret",
+    default="",
+    group=AUTH,
+    help="HS256 secret: /ws then requires a connection token (JWT)",
+)
+define(
+    "token_public_key",
+    default="",
+    group=AUTH,
+    help="path of a PEM public key (RS256 or ES256): /ws then requires a connection token",
+)
+define("token_audience", default="", group=AUTH, help="required aud claim of connection tokens")
+define("token_issuer", default="", group=AUTH, help="required iss claim of connection tokens")
+define(
+    "api_key",
+    default="",
+    group=AUTH,
+    help="comma-separated keys of the backend API under /api/ (empty: the API is off)",
 )
 define(
     "handoff",
@@ -490,6 +513,27 @@ def deflate_settings() -> DeflateSettings | bool:
         raise StartupError(str(error)) from None
 
 
+def token_verifier() -> TokenVerifier | None:
+    """The verifier the token options describe, or None for an open server."""
+    if not options.token_secret and not options.token_public_key:
+        return None
+    pem = None
+    if options.token_public_key:
+        try:
+            with open(options.token_public_key, "rb") as file:
+                pem = file.read()
+        except OSError as error:
+            raise StartupError(
+                f"token_public_key: cannot read {error.filename}: {error.strerror}"
+            ) from None
+    try:
+        return TokenVerifier(
+            options.token_secret or None, pem, options.token_audience, options.token_issuer
+        )
+    except (RuntimeError, ValueError) as error:
+        raise StartupError(f"token options: {error}") from None
+
+
 def parse_origins(value: str) -> frozenset[str]:
     """``https://a.example, https://b.example`` -> normalised set; bad entries are fatal."""
     origins = set()
@@ -584,6 +628,7 @@ def make_app(
     handoff: bool = True,
     diagnostics: Diagnostics | None = None,
     allowed_hosts: frozenset[str] | None = None,
+    api_keys: tuple[str, ...] = (),
 ) -> tornado.web.Application:
     """The Tornado application: endpoints wired to one hub (and one `Diagnostics`,
     made here unless given; ``app.settings["diagnostics"]`` holds it).
@@ -607,6 +652,7 @@ def make_app(
             (r"/", PageHandler, {"path": STATIC_DIR, "page": "index.html"}),
             (r"/whiteboard", PageHandler, {"path": STATIC_DIR, "page": "whiteboard.html"}),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": STATIC_DIR}),
+            *api_routes(hub, api_keys, max_message_size),
         ],
         websocket_max_message_size=max_message_size,
         log_function=_log_request,
@@ -650,10 +696,13 @@ async def serve(
     allowed_origins: frozenset[str],
     handoff: bool = True,
     compression: bool | DeflateSettings = False,
+    verifier: TokenVerifier | None = None,
+    api_keys: tuple[str, ...] = (),
 ) -> None:
     """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
     hub = Hub(hub_settings(fd_limit), write_batch=make_batch_writer(options.send_threads))
+    hub.verifier = verifier
     tune_gc()
     diagnostics = Diagnostics()
     diagnostics.install()
@@ -668,6 +717,7 @@ async def serve(
         handoff,
         diagnostics,
         allowed_hosts,
+        api_keys,
     )
     server = make_http_server(
         app,
@@ -689,6 +739,11 @@ async def serve(
     )
     if not handoff:
         log.info("hand-off off: every connection stays on Tornado's public WebSocket API")
+    if hub.verifier is None:
+        log.info("no token_secret or token_public_key: /ws is open to anyone who can connect")
+    else:
+        log.info("/ws requires connection tokens (%s)", ", ".join(hub.verifier.algorithms))
+    log.info("backend API /api/: %s", "on" if api_keys else "off (no api_key)")
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -748,6 +803,8 @@ def main(argv: list[str] | None = None) -> None:
         handoff = parse_switch("handoff", options.handoff)
         compression = deflate_settings()
         allowed_hosts_option()  # a bad --allowed_hosts is a start-up mistake too
+        verifier = token_verifier()
+        api_keys = parse_api_keys(options.api_key)
         try:
             self_check(handoff=handoff)
         except UnsupportedTornado as error:
@@ -759,7 +816,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_queries_out_of_logs()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
-    asyncio.run(serve(sockets, allowed_origins, handoff, compression))
+    asyncio.run(serve(sockets, allowed_origins, handoff, compression, verifier, api_keys))
 
 
 if __name__ == "__main__":

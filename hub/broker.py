@@ -8,6 +8,8 @@ delivers every room event to the hub through the ``deliver`` callback given to
 
 from __future__ import annotations
 
+import heapq
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +33,15 @@ class RoomSnapshot:
     """The JSON array of members, ready to splice into ``joined`` (see `protocol.joined_frame`)."""
 
 
+@dataclass(slots=True, frozen=True)
+class RoomState:
+    """A room as the backend API reports it (members of every node, for a shared broker)."""
+
+    epoch: str
+    seq: int
+    members: list[dict[str, str]]
+
+
 class Broker(Protocol):
     """What the hub needs from whoever owns rooms' shared state."""
 
@@ -43,8 +54,21 @@ class Broker(Protocol):
     def leave(self, room: str, member: dict[str, str]) -> None:
         """Remove ``member`` from the room's presence and announce it."""
 
-    def publish(self, room: str, sender: str, data: Any, ephemeral: bool) -> int | None:
-        """Number (unless ephemeral), keep and deliver a message; return its seq."""
+    def publish(self, room: str, sender: dict[str, str], data: Any, ephemeral: bool) -> int | None:
+        """Number (unless ephemeral), keep and deliver a message; return its seq.
+
+        ``sender`` is the publishing member, or ``{"name": ...}`` for the backend API
+        (see `protocol.message_frame`)."""
+
+    def room_state(self, room: str) -> RoomState | None:
+        """The room's epoch, last seq and members; None for a room with neither
+        members nor history."""
+
+    def history(self, room: str, since: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` kept message frames with seq > ``since``, oldest first."""
+
+    def busiest(self, limit: int) -> list[tuple[str, int]]:
+        """(room, member count) of the ``limit`` rooms with most members, biggest first."""
 
     def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
         """What a re-joining client missed since ``since`` of ``epoch``."""
@@ -153,7 +177,7 @@ class MemoryBroker:
             self._histories[room].empty_since = self._clock()
             self._empty[room] = None
 
-    def publish(self, room: str, sender: str, data: Any, ephemeral: bool) -> int | None:
+    def publish(self, room: str, sender: dict[str, str], data: Any, ephemeral: bool) -> int | None:
         ts = self._wall_clock_ms()
         if ephemeral:
             self._deliver(
@@ -165,6 +189,11 @@ class MemoryBroker:
         frame = protocol.message_frame(room, history.seq + 1, sender, data, ts)
         held = history.bytes
         seq = history.record(frame)
+        if history.empty_since is None and room not in self._presence:
+            # Published into a room nobody is in (the backend API, a user's
+            # personal room): kept for history_ttl like any emptied room.
+            history.empty_since = self._clock()
+            self._empty[room] = None
         self._held_bytes += history.bytes - held
         self._recent.pop(room, None)
         if history.bytes:
@@ -220,6 +249,25 @@ class MemoryBroker:
             "history_bytes": self._held_bytes,
             "history_rooms_evicted": self._evicted,
         }
+
+    def room_state(self, room: str) -> RoomState | None:
+        history = self._histories.get(room)
+        if history is None:
+            return None
+        present = self._presence.get(room, {})
+        return RoomState(history.epoch, history.seq, [json.loads(m) for m in present.values()])
+
+    def history(self, room: str, since: int, limit: int) -> list[bytes]:
+        history = self._histories.get(room)
+        if history is None or since >= history.seq or limit <= 0:
+            return []
+        # Replaying our own epoch gives what is held after ``since`` (all of it
+        # when ``since`` is older than the oldest kept message).
+        return history.replay(since, history.epoch).frames[:limit]
+
+    def busiest(self, limit: int) -> list[tuple[str, int]]:
+        sizes = ((room, len(present)) for room, present in self._presence.items())
+        return heapq.nlargest(limit, sizes, key=lambda item: item[1])
 
 
 def _drop(room: str, frame: bytes, exclude: str | None, lossy: bool) -> None:

@@ -35,6 +35,9 @@ CLOSE_TRY_AGAIN_LATER = 1013
 # (docs/protocol.md lists them).
 CLOSE_PING_TIMEOUT = 4000
 CLOSE_SLOW_CONSUMER = 4001
+CLOSE_UNAUTHORIZED = 4003
+CLOSE_TOKEN_EXPIRED = 4004
+CLOSE_DISCONNECTED = 4005
 
 MAX_CLOSE_REASON = 123
 """Bytes of reason a close frame can carry: control payloads are at most 125."""

@@ -17,13 +17,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hub import protocol
+from hub.auth import AuthError, Grant, TokenVerifier
 from hub.broker import Broker, MemoryBroker
 from hub.frames import (  # the close codes stay importable from hub.hub too
+    CLOSE_DISCONNECTED,
     CLOSE_GOING_AWAY,
     CLOSE_PING_TIMEOUT,
     CLOSE_POLICY,
     CLOSE_SLOW_CONSUMER,
+    CLOSE_TOKEN_EXPIRED,
     CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
     PING_FRAME,
 )
 from hub.limits import PARSE_SECONDS_PER_TOKEN, TokenBucket
@@ -54,6 +58,8 @@ class HubCounters:
     closed_for_ping_rate: int = 0
     ephemeral_skipped: int = 0
     published: int = 0
+    tokens_expired: int = 0
+    rejected_unauthorized: int = 0
 
 
 def _call_soon(callback: Callable[[], None]) -> Any:
@@ -85,6 +91,7 @@ class Hub:
         self._next_ping = 0.0
         self._ids = itertools.count(1)
         self._id_prefix = f"{int(time.time() * 1000) % 1_000_000_000:x}"
+        self.verifier: TokenVerifier | None = None  # set by the server: /ws then needs tokens
 
     # -- connections -------------------------------------------------------
 
@@ -112,8 +119,95 @@ class Hub:
         if peer.kind == HUB:
             if settings.rate_limit > 0:
                 peer.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, peer.last_seen)
-            self.send(peer, protocol.encode({"type": "welcome", "client_id": peer.client_id}))
+            if self.verifier is None:
+                self.send(peer, protocol.encode({"type": "welcome", "client_id": peer.client_id}))
+            # else `authenticate` welcomes it once its token is accepted
         return None
+
+    def authenticate(self, peer: Peer, token: str | None) -> bool:
+        """Check a registered /ws peer's token (when the hub has a verifier):
+        welcome it as the token's user, or say why not and close it with 4003."""
+        if self.verifier is None or peer.closed:
+            return not peer.closed
+        try:
+            grant = self.verifier.verify(token)
+        except AuthError as error:
+            self.counters.rejected_unauthorized += 1
+            self.send(peer, protocol.error_frame(protocol.UNAUTHORIZED, error.detail))
+            self.disconnect(peer, CLOSE_UNAUTHORIZED, "unauthorized")
+            return False
+        self._apply_grant(peer, grant)
+        peer.name = grant.name or peer.name
+        peer.member = {
+            "client_id": peer.client_id,
+            "name": peer.name or peer.client_id,
+            "user": grant.user,
+        }
+        welcome: dict[str, Any] = {"type": "welcome", "client_id": peer.client_id}
+        welcome["user"] = grant.user
+        if grant.exp is not None:
+            welcome["exp"] = grant.exp
+        self.send(peer, protocol.encode(welcome))
+        return True
+
+    def _apply_grant(self, peer: Peer, grant: Grant) -> None:
+        peer.grant = grant
+        peer.expires_at = None if grant.ttl is None else self.clock() + grant.ttl
+
+    def _refresh(self, peer: Peer, command: protocol.Refresh) -> None:
+        """Swap the connection's token for a fresh one of the same user."""
+        current = peer.grant
+        if self.verifier is None or current is None:
+            raise protocol.ProtocolError(
+                protocol.BAD_REQUEST, "this server does not use tokens", command.request_id
+            )
+        try:
+            grant = self.verifier.verify(command.token)
+        except AuthError as error:
+            raise protocol.ProtocolError(
+                protocol.UNAUTHORIZED, error.detail, command.request_id
+            ) from None
+        if grant.user != current.user:
+            raise protocol.ProtocolError(
+                protocol.UNAUTHORIZED,
+                'the new token is for another user ("sub")',
+                command.request_id,
+            )
+        self._apply_grant(peer, grant)
+        answer: dict[str, Any] = {"type": "refreshed", "exp": grant.exp}
+        if command.request_id is not None:
+            answer["id"] = command.request_id
+        self.send(peer, protocol.encode(answer))
+
+    def _expire_tokens(self, now: float) -> None:
+        """Close connections whose token ran out without a refresh (from `sweep`)."""
+        expired = [
+            p for p in self.peers.values() if p.expires_at is not None and p.expires_at <= now
+        ]
+        for peer in expired:
+            self.counters.tokens_expired += 1
+            self.send(peer, protocol.error_frame(protocol.TOKEN_EXPIRED, "the token has expired"))
+            self.disconnect(peer, CLOSE_TOKEN_EXPIRED, "token expired")
+
+    def disconnect_where(self, user: str | None = None, client_id: str | None = None) -> int:
+        """Close (4005) the connections of ``user`` or the one ``client_id``; return how many."""
+        if client_id is not None:
+            found = self.peers.get(client_id)
+            doomed = [found] if found is not None and found.kind == HUB else []
+        else:
+            doomed = [p for p in self.peers.values() if user is not None and p.user == user]
+        for peer in doomed:
+            self.disconnect(peer, CLOSE_DISCONNECTED, "disconnected by server")
+        return len(doomed)
+
+    def publish_from_server(
+        self, room: str, data: Any, sender: str = "server", ephemeral: bool = False
+    ) -> int | None:
+        """Publish as the app's backend (the HTTP API): an ordinary message whose
+        ``from`` is ``sender``, with no ``client_id`` and no ``user``."""
+        seq = self.broker.publish(room, {"name": sender}, data, ephemeral)
+        self.counters.published += 1
+        return seq
 
     def unregister(self, peer: Peer) -> None:
         """Forget ``peer``: it leaves its rooms (others see presence leave). Idempotent."""
@@ -174,6 +268,8 @@ class Hub:
                 self._publish(peer, command)
             elif type(command) is protocol.Join:
                 self._join(peer, command)
+            elif type(command) is protocol.Refresh:
+                self._refresh(peer, command)
             else:
                 self._leave(peer, command)
         except protocol.ProtocolError as error:
@@ -253,6 +349,10 @@ class Hub:
 
     def _join(self, peer: Peer, command: protocol.Join) -> None:
         room = command.room
+        if peer.grant is not None and not peer.grant.may_join(room):
+            raise protocol.ProtocolError(
+                protocol.FORBIDDEN, f"your token does not allow joining {room}", command.request_id
+            )
         limit = self.settings.max_rooms_per_connection
         if room not in peer.rooms and limit and len(peer.rooms) >= limit:
             raise protocol.ProtocolError(
@@ -304,14 +404,18 @@ class Hub:
         self.broker.leave(room, peer.member)
 
     def _publish(self, peer: Peer, command: protocol.Publish) -> None:
+        if peer.grant is not None and not peer.grant.may_publish(command.room):
+            raise protocol.ProtocolError(
+                protocol.FORBIDDEN,
+                f"your token does not allow publishing to {command.room}",
+                command.request_id,
+            )
         if command.room not in peer.rooms:
             raise protocol.ProtocolError(
                 protocol.NOT_JOINED, f"join {command.room} before publishing", command.request_id
             )
         try:
-            seq = self.broker.publish(
-                command.room, peer.member["name"], command.data, command.ephemeral
-            )
+            seq = self.broker.publish(command.room, peer.member, command.data, command.ephemeral)
         except protocol.ProtocolError as error:
             error.request_id = command.request_id
             raise
@@ -363,6 +467,8 @@ class Hub:
             self._next_ping = now + settings.ping_interval
             for peer in list(self.peers.values()):
                 self.send(peer, PING_FRAME)
+        if self.verifier is not None:
+            self._expire_tokens(now)
         self.broker.expire(now)
 
     # -- introspection ------------------------------------------------------------

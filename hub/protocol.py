@@ -29,6 +29,9 @@ NOT_JOINED = "not_joined"
 HISTORY_GAP = "history_gap"
 RATE_LIMITED = "rate_limited"
 TOO_MANY_ROOMS = "too_many_rooms"
+UNAUTHORIZED = "unauthorized"
+FORBIDDEN = "forbidden"
+TOKEN_EXPIRED = "token_expired"
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _compact_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
@@ -66,7 +69,15 @@ class Publish:
     ephemeral: bool = False
 
 
-Command = Join | Leave | Publish
+@dataclass(slots=True, frozen=True)
+class Refresh:
+    """A fresh connection token for the same user, sent before the current one expires."""
+
+    token: str
+    request_id: str | int | float | None = None
+
+
+Command = Join | Leave | Publish | Refresh
 
 
 MAX_INTEGER_DIGITS = 640
@@ -164,6 +175,11 @@ def parse(text: str) -> Command:
         return Join(room, since, epoch, request_id)
     if kind == "leave":
         return Leave(_room(message, request_id), request_id)
+    if kind == "refresh":
+        token = message.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError(BAD_REQUEST, 'refresh needs a string field "token"', request_id)
+        return Refresh(token, request_id)
     raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", request_id)
 
 
@@ -235,9 +251,19 @@ def error_frame(code: str, detail: str, request_id: Any = None, **extra: Any) ->
 
 
 def message_frame(
-    room: str, seq: int | None, sender: str, data: Any, ts: int, ephemeral: bool = False
+    room: str,
+    seq: int | None,
+    sender: dict[str, str],
+    data: Any,
+    ts: int,
+    ephemeral: bool = False,
 ) -> bytes:
     """Frame a room message; ``seq`` is None for ephemeral messages.
+
+    ``sender`` is the publishing member (``name``, ``client_id``, and ``user``
+    when authenticated) or, for the backend API, just a ``name``: its fields
+    become ``from``, ``client_id`` and ``user``, so clients can tell apart two
+    members with one display name and trust ``user``, which only a token sets.
 
     Raises `ProtocolError` when ``data`` cannot be re-encoded (it came from
     JSON, so only non-finite floats produced by very large literals can fail).
@@ -245,7 +271,13 @@ def message_frame(
     message: dict[str, Any] = {"type": "message", "room": room}
     if seq is not None:
         message["seq"] = seq
-    message["from"] = sender
+    message["from"] = sender["name"]
+    client_id = sender.get("client_id")
+    if client_id is not None:
+        message["client_id"] = client_id
+    user = sender.get("user")
+    if user is not None:
+        message["user"] = user
     message["data"] = data
     message["ts"] = ts
     if ephemeral:
@@ -254,6 +286,13 @@ def message_frame(
         return encode(message)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(BAD_REQUEST, f'"data" cannot be relayed: {exc}') from None
+
+
+def frame_text(data: bytes) -> str:
+    """The text of one unmasked server frame made by `encode` (history holds frames)."""
+    length = data[1] & 0x7F
+    start = 2 if length < 126 else 4 if length == 126 else 10
+    return data[start:].decode("utf-8")
 
 
 def presence_frame(room: str, event: str, member: dict[str, str]) -> bytes:

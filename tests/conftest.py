@@ -26,6 +26,8 @@ def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
         max_message_size: int = 64 * 1024,
         send_threads: int | None = None,
         handoff: bool | None = None,
+        verifier: Any = None,
+        api_keys: tuple[str, ...] = (),
         **settings: Any,
     ) -> LiveServer:
         live = start_live_server(
@@ -35,6 +37,8 @@ def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
             max_message_size,
             send_threads,
             handoff,
+            verifier,
+            api_keys,
         )
         started.append(live)
         return live

@@ -80,16 +80,26 @@ def start_live_server(
     max_message_size: int = 64 * 1024,
     send_threads: int | None = None,
     handoff: bool | None = None,
+    verifier: Any = None,
+    api_keys: tuple[str, ...] = (),
 ) -> LiveServer:
     """Wired as `server.serve` wires it; ``send_threads`` defaults to the server's
-    default, ``handoff`` to the mode under test (`HANDOFF`)."""
+    default, ``handoff`` to the mode under test (`HANDOFF`); ``verifier`` (a
+    `hub.auth.TokenVerifier`) makes /ws require tokens."""
     threads = default_threads() if send_threads is None else send_threads
     hub = Hub(settings or HubSettings(), write_batch=make_batch_writer(threads))
+    hub.verifier = verifier
     diagnostics = Diagnostics()
     diagnostics.install()
     handoff = HANDOFF if handoff is None else handoff
     app = server_module.make_app(
-        hub, allowed_origins, compression, max_message_size, handoff, diagnostics
+        hub,
+        allowed_origins,
+        compression,
+        max_message_size,
+        handoff,
+        diagnostics,
+        api_keys=api_keys,
     )
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     http = server_module.make_http_server(app)

@@ -14,7 +14,7 @@ def broker(limit: int, per_room: int | None = None) -> MemoryBroker:
 
 def fill(b: MemoryBroker, room: str, count: int, size: int = 1000) -> None:
     for _ in range(count):
-        b.publish(room, "ann", "x" * size, False)
+        b.publish(room, {"name": "ann"}, "x" * size, False)
 
 
 def test_history_bytes_never_exceed_the_limit_and_the_least_recently_used_go() -> None:
