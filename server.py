@@ -40,13 +40,19 @@ from tornado.httpserver import HTTPServer
 from tornado.options import Error as OptionError
 from tornado.options import define, options
 
+from handlers.api import api_routes, parse_api_keys
 from handlers.base import origin_key
 from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
-from handlers.diagnostics import install_error_counter
+from handlers.deflate import DeflateSettings
+from handlers.diagnostics import Diagnostics
 from handlers.echo import EchoSocketHandler
+from handlers.hosts import default_allowed_hosts, parse_allowed_hosts
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
-from handlers.socket_connection import SocketConnection
+from handlers.listener import GuardedHTTPServer
+from handlers.log_privacy import keep_queries_out_of_logs
+from handlers.tornado_compat import UnsupportedTornado, self_check
+from hub.auth import TokenVerifier
 from hub.broker import Broker, MemoryBroker
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
@@ -59,16 +65,17 @@ FD_RESERVE = 64
 """File descriptors kept free for listening sockets, logs and the like."""
 
 _defaults = HubSettings()
-LISTEN, CONNECTIONS, MESSAGES, HISTORY, FAN_OUT, SCALE_OUT, CONFIG = (
+LISTEN, CONNECTIONS, MESSAGES, HISTORY, AUTH, FAN_OUT, SCALE_OUT, CONFIG = (
     "Listening",
     "Connections and heartbeats",
     "Messages and limits",
     "History",
+    "Tokens and the backend API",
     "Fan-out",
     "Scale-out (several processes and machines)",
     "Configuration file",
 )
-OPTION_GROUPS = (LISTEN, CONNECTIONS, MESSAGES, HISTORY, FAN_OUT, SCALE_OUT, CONFIG)
+OPTION_GROUPS = (LISTEN, CONNECTIONS, MESSAGES, HISTORY, AUTH, FAN_OUT, SCALE_OUT, CONFIG)
 """The order ``--help`` shows our option groups in; Tornado's logging options follow."""
 
 define("host", default="127.0.0.1", group=LISTEN, help="address to listen on; :: is IPv6 and IPv4")
@@ -154,7 +161,45 @@ define(
 define(
     "ping_rate_limit",
     default=_defaults.ping_rate_limit,
+    group=CONNECTIONS,
     help="pings/s a client may send (bursts of 50; past it no pong, then 1008; 0: off)",
+)
+define(
+    "history_bytes",
+    default=_defaults.history_bytes,
+    group=HISTORY,
+    help="bytes of messages kept per room, oldest dropped first (0: count only)",
+)
+define(
+    "history_memory_limit",
+    default=_defaults.history_memory_limit,
+    group=HISTORY,
+    help="bytes of history for all rooms; least recently used rooms lose theirs (0: no limit)",
+)
+_deflate = DeflateSettings()
+define(
+    "compression_level",
+    default=_deflate.level,
+    group=MESSAGES,
+    help="zlib level 0-9 for permessage-deflate",
+)
+define(
+    "compression_mem_level",
+    group=MESSAGES,
+    default=_deflate.mem_level,
+    help="zlib memLevel 1-9: a compressor's hash table and buffer, 2**(n+9) bytes",
+)
+define(
+    "compression_window_bits",
+    group=MESSAGES,
+    default=_deflate.window_bits,
+    help="largest deflate window, 9-15 (2**n bytes), ours and, when offered, the client's",
+)
+define(
+    "compression_context_takeover",
+    group=MESSAGES,
+    default=_deflate.context_takeover,
+    help="keep the server's compressor between messages (costs its state per connection)",
 )
 define(
     "send_threads",
@@ -162,6 +207,64 @@ define(
     group=FAN_OUT,
     help="threads a big fan-out's sends are spread over, GIL released (count; 0: through the "
     "event loop's transports)",
+)
+define(
+    "idle_connection_timeout",
+    default=30.0,
+    group=CONNECTIONS,
+    help="seconds a request's headers may take to arrive (and an HTTP connection may idle)",
+)
+define(
+    "body_timeout",
+    default=10.0,
+    group=CONNECTIONS,
+    help="seconds a request's body may take to arrive",
+)
+define(
+    "max_pending_connections",
+    default=2000,
+    group=CONNECTIONS,
+    help="sockets not yet WebSocket connections (HTTP requests, handshakes; count); beyond it 503",
+)
+define(
+    "max_pending_per_ip",
+    default=256,
+    group=CONNECTIONS,
+    help="pending sockets from one client address (count; 0: off)",
+)
+define(
+    "allowed_hosts",
+    default="",
+    group=LISTEN,
+    help="comma-separated Host names accepted on /ws and /ws/echo; * for any"
+    " (default: the bind address, localhost and this machine's names; any for 0.0.0.0)",
+)
+define(
+    "token_secret",
+    default="",
+    group=AUTH,
+    help="HS256 secret: /ws then requires a connection token (JWT)",
+)
+define(
+    "token_public_key",
+    default="",
+    group=AUTH,
+    help="path of a PEM public key (RS256 or ES256): /ws then requires a connection token",
+)
+define("token_audience", default="", group=AUTH, help="required aud claim of connection tokens")
+define("token_issuer", default="", group=AUTH, help="required iss claim of connection tokens")
+define(
+    "api_key",
+    default="",
+    group=AUTH,
+    help="comma-separated keys of the backend API under /api/ (empty: the API is off)",
+)
+define(
+    "handoff",
+    default="on",
+    group=FAN_OUT,
+    help="on: hand sockets off from Tornado after the upgrade (fast); off: Tornado's public "
+    "WebSocket API only (slower, no Tornado internals on the data path)",
 )
 define(
     "broker",
@@ -415,6 +518,8 @@ def hub_settings(fd_limit: int) -> HubSettings:
         send_buffer_limit=options.send_buffer_limit,
         history_size=options.history_size,
         history_ttl=options.history_ttl,
+        history_bytes=options.history_bytes,
+        history_memory_limit=options.history_memory_limit,
         rate_limit=options.rate_limit,
         rate_burst=options.rate_burst,
         max_rooms_per_connection=options.max_rooms_per_connection,
@@ -422,6 +527,42 @@ def hub_settings(fd_limit: int) -> HubSettings:
         ping_rate_limit=options.ping_rate_limit,
         presence_limit=options.presence_limit,
     )
+
+
+def deflate_settings() -> DeflateSettings | bool:
+    """The permessage-deflate settings from the options, or False when it is off."""
+    if not options.compression:
+        return False
+    try:
+        return DeflateSettings(
+            level=options.compression_level,
+            mem_level=options.compression_mem_level,
+            window_bits=options.compression_window_bits,
+            context_takeover=options.compression_context_takeover,
+        )
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+
+
+def token_verifier() -> TokenVerifier | None:
+    """The verifier the token options describe, or None for an open server."""
+    if not options.token_secret and not options.token_public_key:
+        return None
+    pem = None
+    if options.token_public_key:
+        try:
+            with open(options.token_public_key, "rb") as file:
+                pem = file.read()
+        except OSError as error:
+            raise StartupError(
+                f"token_public_key: cannot read {error.filename}: {error.strerror}"
+            ) from None
+    try:
+        return TokenVerifier(
+            options.token_secret or None, pem, options.token_audience, options.token_issuer
+        )
+    except (RuntimeError, ValueError) as error:
+        raise StartupError(f"token options: {error}") from None
 
 
 def parse_origins(value: str) -> frozenset[str]:
@@ -502,9 +643,7 @@ def check_broker_options() -> None:
 def make_broker(settings: HubSettings) -> Broker:
     """The broker the options name (checked by `check_broker_options`)."""
     if options.broker == "memory":
-        return MemoryBroker(
-            settings.history_size, settings.history_ttl, presence_limit=settings.presence_limit
-        )
+        return MemoryBroker.for_settings(settings)
     from hub.redis_broker import RedisBroker  # redis-py is needed only here
 
     return RedisBroker(
@@ -586,49 +725,152 @@ def _url(sock: socket.socket) -> str:
     )
 
 
+_SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+def parse_switch(name: str, value: str) -> bool:
+    """``on``/``off`` (or true/false, 1/0) -> bool; anything else is a start-up error.
+
+    Tornado's own bool options would read ``off`` as true.
+    """
+    try:
+        return _SWITCH[str(value).strip().lower()]
+    except KeyError:
+        raise StartupError(f"{name}: {value!r} is neither on nor off") from None
+
+
+LOGGED_PATH_LENGTH = 200
+"""Characters of a request's path an access-log line keeps: a 60 KB URL costs a 60 KB line."""
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log: failures at warning; the flood of 101s and 200s only at debug."""
+    """Access log: failures at warning; the flood of 101s and 200s only at debug.
+
+    Only the path is logged, never the query string (tokens travel in
+    ``?token=``), cut to `LOGGED_PATH_LENGTH`; the method is cut as well.
+    """
     status = handler.get_status()
     level = logging.WARNING if status >= 400 else logging.DEBUG
     if log.isEnabledFor(level):
         request = handler.request
-        log.log(level, "%d %s %s (%s)", status, request.method, request.uri, request.remote_ip)
+        path = request.path
+        if len(path) > LOGGED_PATH_LENGTH:
+            path = path[:LOGGED_PATH_LENGTH] + "..."
+        log.log(level, "%d %s %s (%s)", status, request.method[:16], path, request.remote_ip)
 
 
 def make_app(
     hub: Hub,
     allowed_origins: frozenset[str] = frozenset(),
-    compression: bool = False,
+    compression: bool | DeflateSettings = False,
     max_message_size: int = 64 * 1024,
+    handoff: bool = True,
+    diagnostics: Diagnostics | None = None,
+    allowed_hosts: frozenset[str] | None = None,
+    api_keys: tuple[str, ...] = (),
 ) -> tornado.web.Application:
-    """The Tornado application: endpoints wired to one hub."""
-    socket_args = {"hub": hub, "allowed_origins": allowed_origins, "compression": compression}
+    """The Tornado application: endpoints wired to one hub (and one `Diagnostics`,
+    made here unless given; ``app.settings["diagnostics"]`` holds it).
+
+    ``allowed_hosts``: the Host names the WebSocket endpoints accept (None: any).
+    """
+    diagnostics = diagnostics or Diagnostics()
+    socket_args = {
+        "hub": hub,
+        "allowed_origins": allowed_origins,
+        "compression": compression,
+        "handoff": handoff,
+        "diagnostics": diagnostics,
+        "allowed_hosts": allowed_hosts,
+    }
     return tornado.web.Application(
         [
             (r"/ws", HubSocketHandler, socket_args),
             (r"/ws/echo", EchoSocketHandler, socket_args),
-            (r"/healthz", HealthHandler, {"hub": hub}),
+            (r"/healthz", HealthHandler, {"hub": hub, "diagnostics": diagnostics}),
             (r"/", PageHandler, {"path": STATIC_DIR, "page": "index.html"}),
             (r"/whiteboard", PageHandler, {"path": STATIC_DIR, "page": "whiteboard.html"}),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": STATIC_DIR}),
+            *api_routes(hub, api_keys, max_message_size),
         ],
         websocket_max_message_size=max_message_size,
         log_function=_log_request,
+        diagnostics=diagnostics,
     )
 
 
-async def serve(sockets: list[socket.socket], allowed_origins: frozenset[str]) -> None:
+def allowed_hosts_option() -> frozenset[str] | None:
+    """The Host names the WebSocket endpoints accept (None: any), from the options."""
+    try:
+        if options.allowed_hosts:
+            return parse_allowed_hosts(options.allowed_hosts)
+        return default_allowed_hosts(options.host)
+    except SystemExit as exc:  # a bad entry
+        raise StartupError(str(exc)) from None
+
+
+def make_http_server(
+    app: tornado.web.Application,
+    max_body_size: int = 64 * 1024,
+    idle_connection_timeout: float = 30.0,
+    body_timeout: float = 10.0,
+    max_pending: int = 2000,
+    max_pending_per_ip: int = 256,
+) -> GuardedHTTPServer:
+    """The HTTP server: every request's headers and body on a clock, pending
+    sockets capped, an accept loop that survives running out of descriptors
+    (see `handlers.listener`)."""
+    return GuardedHTTPServer(
+        app,
+        max_body_size=max_body_size,
+        idle_connection_timeout=idle_connection_timeout,
+        body_timeout=body_timeout,
+        max_pending=max_pending,
+        max_pending_per_ip=max_pending_per_ip,
+    )
+
+
+async def serve(
+    sockets: list[socket.socket],
+    allowed_origins: frozenset[str],
+    handoff: bool = True,
+    compression: bool | DeflateSettings = False,
+    verifier: TokenVerifier | None = None,
+    api_keys: tuple[str, ...] = (),
+) -> None:
     """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
     settings = hub_settings(fd_limit)
     broker = make_broker(settings)
     hub = Hub(settings, broker, write_batch=make_batch_writer(options.send_threads))
+    hub.verifier = verifier
     start = getattr(broker, "start", None)
     if start is not None:
         await start()  # connects, or keeps trying in the background
     tune_gc()
-    app = make_app(hub, allowed_origins, options.compression, options.max_message_size)
-    server = HTTPServer(app, max_body_size=options.max_message_size, idle_connection_timeout=30)
+    diagnostics = Diagnostics()
+    diagnostics.install()
+    allowed_hosts = allowed_hosts_option()
+    if allowed_hosts is None:
+        log.info("any Host header accepted (bound to %s; see --allowed_hosts)", options.host)
+    app = make_app(
+        hub,
+        allowed_origins,
+        compression,
+        options.max_message_size,
+        handoff,
+        diagnostics,
+        allowed_hosts,
+        api_keys,
+    )
+    server = make_http_server(
+        app,
+        max_body_size=options.max_message_size,
+        idle_connection_timeout=options.idle_connection_timeout,
+        body_timeout=options.body_timeout,
+        max_pending=min(options.max_pending_connections, fd_limit - FD_RESERVE),
+        max_pending_per_ip=options.max_pending_per_ip,
+    )
     server.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()
@@ -642,6 +884,13 @@ async def serve(sockets: list[socket.socket], allowed_origins: frozenset[str]) -
         broker.node,
         broker.kind,
     )
+    if not handoff:
+        log.info("hand-off off: every connection stays on Tornado's public WebSocket API")
+    if hub.verifier is None:
+        log.info("no token_secret or token_public_key: /ws is open to anyone who can connect")
+    else:
+        log.info("/ws requires connection tokens (%s)", ", ".join(hub.verifier.algorithms))
+    log.info("backend API /api/: %s", "on" if api_keys else "off (no api_key)")
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -653,23 +902,23 @@ async def serve(sockets: list[socket.socket], allowed_origins: frozenset[str]) -
     server.stop()
     heartbeat.stop()
     hub.close_all()
-    await _drain(server, hub, timeout=3.0)
+    await _drain(server, diagnostics, timeout=3.0)
     stop = getattr(broker, "stop", None)
     if stop is not None:
         await stop()  # this node's members leave every room at once
     log.info("stopped")
 
 
-async def _drain(server: HTTPServer, hub: Hub, timeout: float) -> None:
+async def _drain(server: HTTPServer, diagnostics: Diagnostics, timeout: float) -> None:
     """Give clients a moment to answer the close handshake, then cut the rest.
 
     Handed-off connections are not Tornado's any more, so besides its HTTP
-    connections we wait for `SocketConnection.open_sockets` to reach zero.
+    connections we wait for the server's ``open_sockets`` to reach zero.
     """
     deadline = asyncio.get_running_loop().time() + timeout
 
     async def handed_off_closed() -> None:
-        while SocketConnection.open_sockets > 0:
+        while diagnostics.open_sockets > 0:
             await asyncio.sleep(0.02)
 
     try:
@@ -679,7 +928,7 @@ async def _drain(server: HTTPServer, hub: Hub, timeout: float) -> None:
     except TimeoutError:
         log.warning(
             "%d closing handshakes still open after %.1fs; exiting anyway",
-            SocketConnection.open_sockets,
+            diagnostics.open_sockets,
             timeout,
         )
 
@@ -696,10 +945,20 @@ def install_event_loop() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """The ``wshub`` command. A start-up mistake (unknown option, bad value, missing
-    config file, port in use) prints one line to stderr and exits with status 2."""
+    config file, port in use, an unsupported Tornado) prints one line to stderr and
+    exits with status 2."""
     try:
         load_options(argv)
         allowed_origins = parse_origins(options.allowed_origins)
+        handoff = parse_switch("handoff", options.handoff)
+        compression = deflate_settings()
+        allowed_hosts_option()  # a bad --allowed_hosts is a start-up mistake too
+        verifier = token_verifier()
+        api_keys = parse_api_keys(options.api_key)
+        try:
+            self_check(handoff=handoff)
+        except UnsupportedTornado as error:
+            raise StartupError(str(error)) from None
         check_broker_options()
         if options.processes == 1:
             sockets = listen(options.host, options.port)
@@ -710,10 +969,10 @@ def main(argv: list[str] | None = None) -> None:
     except StartupError as exc:
         print(f"wshub: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
-    install_error_counter()
+    keep_queries_out_of_logs()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
-    asyncio.run(serve(sockets, allowed_origins))
+    asyncio.run(serve(sockets, allowed_origins, handoff, compression, verifier, api_keys))
 
 
 if __name__ == "__main__":

@@ -20,14 +20,24 @@ from typing import Any
 
 import tornado
 
-from bench import abuse, cluster, scenarios
+from bench import abuse, abuse_memory, cluster, scenarios
 from bench.procstat import raise_nofile_limit
 from bench.progress import Progress
 from bench.report import render_markdown, render_text, to_json
 from bench.servers import KINDS, REPO_ROOT
 from bench.suite import Case, cluster_cases, full_suite, quick_suite
 
-TYPES = ("idle", "fanout", "slow", "handshake", "steady", "abuse", *cluster.SCENARIOS)
+TYPES = (
+    "idle",
+    "fanout",
+    "slow",
+    "handshake",
+    "steady",
+    "abuse",
+    "churn-deflate",
+    "history-fill",
+    *cluster.SCENARIOS,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,7 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick", action="store_true", help="small sizes: every scenario in well under a minute"
     )
-    p.add_argument("--servers", default="ours,baseline", help="comma list of: ours, baseline")
+    p.add_argument(
+        "--servers",
+        default="ours,baseline",
+        help="comma list of: ours, baseline, ours-handoff-off (ours on Tornado's public API)",
+    )
     p.add_argument(
         "--json", default="bench-results.json", help="write the JSON report here ('-' = stdout)"
     )
@@ -146,6 +160,16 @@ async def run_group(
         return [await scenarios.handshakes(env, kind, case.name, p["total"])]
     if case.type == "abuse":
         return [await abuse.abuse(env, kind, case.name, p)]
+    if case.type in ("churn-deflate", "history-fill") and kind.name != "ours":
+        return [{"not_applicable": "no compression or history in this server"}]
+    if case.type == "churn-deflate":
+        return [await abuse_memory.compressed_churn(env, kind, case.name, p["cycles"], p["live"])]
+    if case.type == "history-fill":
+        return [
+            await abuse_memory.history_fill(
+                env, kind, case.name, p["rooms"], p["per_room"], p.get("size", 60_000)
+            )
+        ]
     if case.type == "slow":
         return [
             await scenarios.slow_consumers(
@@ -221,7 +245,8 @@ async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str,
     kinds = [KINDS[k.strip()] for k in args.servers.split(",") if k.strip()]
     if args.ours_dir:
         root = Path(args.ours_dir).resolve()
-        kinds = [dataclasses.replace(k, root=root) if k.name == "ours" else k for k in kinds]
+        ours = [k.name for k in kinds if k.name.startswith("ours")]
+        kinds = [dataclasses.replace(k, root=root) if k.name in ours else k for k in kinds]
     out = []
     for group in grouped(cases):
         if group[0].type in cluster.SCENARIOS:

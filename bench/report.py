@@ -143,6 +143,26 @@ ABUSE = [
     Metric("canary_max_ms", "canary round trip max ms", "lower", "{:.1f}"),
     Metric("slow_consumers_dropped", "slow consumers dropped", "", "{}"),
 ]
+CHURN_DEFLATE = [
+    Metric("cycles", "cycles", "", "{:,}"),
+    Metric("server_rss_peak_mb", "server RSS peak MB", "lower", "{:.1f}"),
+    Metric("server_rss_after_churn_mb", "server RSS after the churn MB", "lower", "{:.1f}"),
+    Metric("kb_per_cycle_kept", "KB kept per cycle", "lower", "{:.2f}", "0"),
+    Metric("kb_per_live_connection", "KB per live compressed connection", "lower", "{:.1f}"),
+    Metric("server_rss_after_mb", "server RSS after all closed MB", "lower", "{:.1f}"),
+    Metric("canary_p99_ms", "canary round trip p99 ms", "lower", "{:.1f}"),
+    Metric("canary_max_ms", "canary round trip max ms", "lower", "{:.1f}"),
+    Metric("server_cpu_us_per_cycle", "server CPU µs/cycle", "lower", "{:.0f}"),
+    Metric("failed", "failed cycles", "", "{:,}", "0", 0),
+]
+HISTORY_FILL = [
+    Metric("offered_mb", "history offered MB", "", "{:.1f}"),
+    Metric("server_rss_peak_mb", "server RSS peak MB", "lower", "{:.1f}"),
+    Metric("server_rss_after_mb", "server RSS after MB", "lower", "{:.1f}"),
+    Metric("history_mb", "history held MB (/healthz)", "lower", "{:.1f}", "≤ 64"),
+    Metric("canary_p99_ms", "canary round trip p99 ms", "lower", "{:.1f}"),
+    Metric("canary_max_ms", "canary round trip max ms", "lower", "{:.1f}"),
+]
 METRICS = {
     "fanout": FANOUT,
     "idle": IDLE,
@@ -153,6 +173,8 @@ METRICS = {
     "cluster-publish": CLUSTER_PUBLISH,
     "join-storm": JOIN_STORM,
     "abuse": ABUSE,
+    "churn-deflate": CHURN_DEFLATE,
+    "history-fill": HISTORY_FILL,
 }
 COLUMNS = {
     "cluster-fanout": ("2 nodes, Redis", "1 node, memory"),
@@ -169,8 +191,9 @@ def _ratio(first: Any, second: Any) -> float | None:
     return None
 
 
-def columns(case_type: str) -> tuple[str, str]:
-    return COLUMNS.get(case_type, ("ours", "baseline"))
+def columns(case: dict[str, Any]) -> tuple[str, str]:
+    """The names of a case's two columns of figures."""
+    return COLUMNS.get(case["type"], ("ours", reference(case)))
 
 
 def gain(metric: Metric, ours: Any, base: Any) -> float | None:
@@ -186,10 +209,18 @@ def gain(metric: Metric, ours: Any, base: Any) -> float | None:
     return base / ours if ours else None
 
 
+def reference(case: dict[str, Any]) -> str:
+    """What "ours" is compared with: the baseline, or else the other server run
+    (``--servers=ours,ours-handoff-off`` shows what the hand-off buys)."""
+    others = [name for name in case["runs"] if name != "ours"]
+    return "baseline" if "baseline" in others or not others else others[0]
+
+
 def compare(case: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of {metric, ours, baseline, gain, target} for one case."""
+    """Rows of {metric, ours, baseline, gain, target} for one case ("baseline"
+    holds the `reference` run's figures)."""
     rows = []
-    ours, base = case["runs"].get("ours"), case["runs"].get("baseline")
+    ours, base = case["runs"].get("ours"), case["runs"].get(reference(case))
     ratio = case["type"] in COLUMNS
     for m in METRICS[case["type"]]:
         o = ours.get(m.key) if ours else None
@@ -231,7 +262,7 @@ def render_text(cases: list[dict[str, Any]]) -> str:
         for r in compare(case):
             g = f"{r['gain']:.2f}x" if r["gain"] else ""
             rows.append([r["metric"], r["ours_text"], r["baseline_text"], g, r["target"]])
-        first, second = columns(case["type"])
+        first, second = columns(case)
         last = "ratio" if case["type"] in COLUMNS else "gain"
         out.append(_table(["metric", first, second, last, "target"], rows))
         for server, run in case["runs"].items():
@@ -247,7 +278,7 @@ def render_markdown(cases: list[dict[str, Any]]) -> str:
     out = []
     for case in cases:
         out.append(f"\n### {case['name']}\n\n{case['description']}\n")
-        first, second = columns(case["type"])
+        first, second = columns(case)
         last = "ratio" if case["type"] in COLUMNS else "gain"
         out.append(f"| metric | {first} | {second} | {last} | target |")
         out.append("|---|---:|---:|---:|---|")

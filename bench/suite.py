@@ -106,6 +106,27 @@ def full_suite() -> list[Case]:
             " window joins with since 0 and reads promptly; a canary throughout",
             {"attack": "big-resume", "messages": 100, "size": 60_000},
         ),
+        *abuse_memory_cases(),
+    ]
+
+
+def abuse_memory_cases() -> list[Case]:
+    """Issue 11's memory abuse (findings 3 and 6), against our server only."""
+    return [
+        Case(
+            "churn-deflate",
+            "churn-deflate",
+            "--compression: 6,000 cycles of (offer permessage-deflate, a compressed message,"
+            " FIN or RST), 8 at a time; then 500 live compressed connections",
+            {"cycles": 6_000, "live": 500},
+        ),
+        Case(
+            "history-fill",
+            "history-fill",
+            "one connection fills 30 rooms with 50 messages of 60 KB each (90 MB offered),"
+            " each acked before the next, then leaves",
+            {"rooms": 30, "per_room": 50, "size": 60_000},
+        ),
     ]
 
 

@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
-from handlers.handoff import HandoffMixin, plain_upgrade_key, upgrade_directly
+from handlers.deflate import DeflateSettings
+from handlers.diagnostics import Diagnostics
+from handlers.handoff import HandoffMixin, plain_upgrade_key, upgrade_directly, upgrade_refusal
+from handlers.hosts import host_allowed
+from handlers.public_transport import PublicApiTransport
 from handlers.socket_connection import SocketConnection
+from handlers.tornado_compat import trim_handler
 from handlers.transport import WebSocketTransport
 from hub.hub import Hub
 from hub.peer import HUB, Peer
 
-_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+PAGE_SCHEMES = {"http": 80, "https": 443}
+"""The schemes a web page's origin can have, with their default ports; a browser
+never sends ``ws:``, ``ftp:`` or ``javascript:`` as a page's Origin."""
 
 
 def origin_key(origin: str) -> str | None:
-    """Normalise a full origin to ``host:port`` (default port filled in), or None."""
+    """Normalise a page origin to ``scheme://host:port`` (default port filled in),
+    or None for anything that is not exactly an http(s) origin (other schemes,
+    user info, a path, a query)."""
     try:
         parts = urlsplit(origin.strip().lower())
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        scheme = parts.scheme
+        port = parts.port or PAGE_SCHEMES.get(scheme)
     except ValueError:
         return None
-    if not parts.hostname or port is None:
+    if scheme not in PAGE_SCHEMES or not parts.hostname or port is None:
         return None
-    return f"{parts.hostname}:{port}"
+    if "@" in parts.netloc or parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    return f"{scheme}://{parts.hostname}:{port}"
 
 
 def host_key(host: str, scheme: str) -> str | None:
@@ -34,12 +47,20 @@ def host_key(host: str, scheme: str) -> str | None:
     return origin_key(f"{scheme}://{host}")
 
 
+@lru_cache(maxsize=16)
+def origin_keys(origins: frozenset[str]) -> frozenset[str]:
+    """`origin_key` of every configured origin (worked out once per set)."""
+    return frozenset(key for key in map(origin_key, origins) if key is not None)
+
+
 class HubSocketBase(HandoffMixin, WebSocketHandler):
     """Registers with the hub in ``open`` and leaves it in ``on_close``.
 
     After ``open`` the socket is usually handed to a compact
     `SocketConnection` (see `handlers.handoff`), which calls ``on_message``,
-    ``on_pong`` and ``on_close`` just as Tornado would.
+    ``on_pong`` and ``on_close`` just as Tornado would. With ``handoff``
+    False (``--handoff=off``) it stays with Tornado and is written to through
+    its public API (`handlers.public_transport`).
     """
 
     kind = HUB
@@ -50,42 +71,65 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     KEEP_AFTER_HANDOFF = ("hub", "peer", "compression")
     """The only state the handler still needs once its socket is handed off."""
 
-    def initialize(self, hub: Hub, allowed_origins: frozenset[str], compression: bool) -> None:
+    def initialize(
+        self,
+        hub: Hub,
+        allowed_origins: frozenset[str],
+        compression: bool | DeflateSettings,
+        handoff: bool = True,
+        diagnostics: Diagnostics | None = None,
+        allowed_hosts: frozenset[str] | None = None,
+    ) -> None:
         self.hub = hub
         self.allowed_origins = allowed_origins
         self.compression = compression
+        self.handoff = handoff
+        self.diagnostics = diagnostics or Diagnostics()
+        self.allowed_hosts = allowed_hosts
 
     def prepare(self) -> None:
-        """Refuse a foreign or malformed browser Origin with 403 before the upgrade.
+        """Before the upgrade: 400 for a Host the server is not known by
+        (``--allowed_hosts``), 403 for a foreign or malformed browser Origin.
 
         Tornado parses the Origin itself before calling `check_origin` and
         answers 500 when it cannot; checking here first keeps that a 403.
         """
+        if not host_allowed(self.request.host_name, self.allowed_hosts):
+            raise HTTPError(400, reason="host not allowed")
         origin = self.request.headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
             raise HTTPError(403, reason="origin not allowed")
 
     def check_origin(self, origin: str) -> bool:
-        """Allow same host:port and the configured origins (requests without
-        Origin, i.e. non-browser clients, never reach this check)."""
-        if origin.strip().lower().rstrip("/") in self.allowed_origins:
-            return True
+        """Allow the same scheme, host and port as the request's, and the
+        configured origins (requests without Origin, i.e. non-browser clients,
+        never reach this check)."""
         key = origin_key(origin)
-        return key is not None and key == host_key(self.request.host, self.request.protocol)
+        if key is None:
+            return False
+        if key in origin_keys(self.allowed_origins):
+            return True
+        return key == host_key(self.request.host, self.request.protocol)
 
     def get_compression_options(self) -> dict | None:
-        """permessage-deflate at zlib level 1 when enabled: for small real-time
-        messages it compresses nearly as well as the default 6 at a fraction of
-        the CPU (the Autobahn 12.x/13.x runs take half the time)."""
-        return {"compression_level": 1} if self.compression else None
+        """permessage-deflate when enabled, bounded per connection as
+        `handlers.deflate` explains (``compression=True`` means the defaults)."""
+        if not self.compression:
+            return None
+        settings = self.compression if isinstance(self.compression, DeflateSettings) else None
+        return (settings or DeflateSettings()).tornado_options()
 
     def display_name(self) -> str | None:
         return None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Answer a plain upgrade ourselves (`handoff.upgrade_directly`), anything
-        else the way Tornado does."""
-        key = plain_upgrade_key(self, self.compression)
+        else the way Tornado does; a malformed upgrade gets a 400 on both paths
+        (`handoff.upgrade_refusal`)."""
+        refusal = upgrade_refusal(self.request)
+        if refusal is not None:
+            raise HTTPError(400, reason=refusal)
+        key = plain_upgrade_key(self, self.compression) if self.handoff else None
         if key is None:
             await super().get(*args, **kwargs)
         else:
@@ -95,7 +139,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         peer = Peer(
             self.hub.new_client_id(),
             self.display_name(),
-            self.transport or WebSocketTransport(self),
+            self.transport or self._tornado_transport(),
             ip=self.request.remote_ip or "",
             kind=self.kind,
         )
@@ -107,6 +151,10 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         else:
             self.close(*refusal)
 
+    def _tornado_transport(self) -> WebSocketTransport:
+        """How the hub writes to a connection Tornado keeps."""
+        return WebSocketTransport(self) if self.handoff else PublicApiTransport(self)
+
     def on_pong(self, data: bytes) -> None:
         if self.peer is not None:
             self.hub.touch(self.peer)
@@ -117,6 +165,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     def on_close(self) -> None:
         if self.peer is not None:
             self.hub.unregister(self.peer)
+            self.peer = None  # handler -> peer -> transport -> handler: let refcounts free it
 
     def flush_queued(self) -> None:
         """Called before a close frame goes out: replies to messages received
@@ -128,5 +177,4 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         """Drop the request and response state Tornado kept for the handshake
         (headers, arguments, the HTTP connection): tens of thousands of idle
         connections would otherwise hold several KB each for nothing."""
-        state = self.__dict__
-        self.__dict__ = {name: state[name] for name in self.KEEP_AFTER_HANDOFF if name in state}
+        trim_handler(self, self.KEEP_AFTER_HANDOFF)

@@ -1,13 +1,16 @@
-"""Process-level numbers for /healthz that the hub cannot see: open sockets,
+"""One server's numbers for /healthz that the hub cannot see: open sockets,
 armed timers, asyncio tasks and errors logged. Soak and churn tests read them
-to prove that nothing is left behind once clients are gone."""
+to prove that nothing is left behind once clients are gone.
+
+Each server (each `server.make_app`) has its own `Diagnostics`, handed to its
+handlers and connections, so that two servers in one process (tests) never
+see each other's counts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-
-from handlers.socket_connection import SocketConnection
 
 
 class ErrorCounter(logging.Handler):
@@ -21,20 +24,32 @@ class ErrorCounter(logging.Handler):
         self.count += 1
 
 
-ERRORS = ErrorCounter()
-"""Attached to the root logger by `install_error_counter` (after Tornado has set
-up its own log output, which it skips when the root logger has any handler)."""
+class Diagnostics:
+    """The counters of one server instance."""
 
+    __slots__ = ("open_sockets", "armed_timers", "errors")
 
-def install_error_counter() -> None:
-    logging.getLogger().addHandler(ERRORS)
+    def __init__(self) -> None:
+        self.open_sockets = 0
+        """Connections handed off and not yet closed (see `SocketConnection`)."""
+        self.armed_timers = 0
+        """Close-handshake timeouts currently armed."""
+        self.errors = ErrorCounter()
+        """Counts only once `install`ed."""
 
+    def install(self) -> None:
+        """Count error records from now on. Call after Tornado has set up its
+        own log output, which it skips when the root logger has any handler."""
+        logging.getLogger().addHandler(self.errors)
 
-def runtime_stats() -> dict[str, int]:
-    """The counters, as /healthz reports them."""
-    return {
-        "handed_off_sockets": SocketConnection.open_sockets,
-        "close_timers": SocketConnection.armed_timers,
-        "tasks": len(asyncio.all_tasks()),
-        "errors_logged": ERRORS.count,
-    }
+    def uninstall(self) -> None:
+        logging.getLogger().removeHandler(self.errors)
+
+    def stats(self) -> dict[str, int]:
+        """The counters, as /healthz reports them."""
+        return {
+            "handed_off_sockets": self.open_sockets,
+            "close_timers": self.armed_timers,
+            "tasks": len(asyncio.all_tasks()),
+            "errors_logged": self.errors.count,
+        }

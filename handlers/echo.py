@@ -22,8 +22,9 @@ class EchoSocketHandler(HubSocketBase):
             return
         self.hub.touch(peer)
         binary = type(message) is bytes
-        if self.ws_connection is not None and self.compression:
+        if self.ws_connection is not None and self.compression and self.handoff:
             # permessage-deflate may be on: let Tornado compress, then bound the backlog.
+            # (Under --handoff=off the hub's transport calls write_message itself.)
             self.write_message(message, binary=binary)
             self.hub.note_backlog(peer)
         elif binary:

@@ -12,7 +12,9 @@ Two ways in:
   coroutines alive), the socket is handed over right after ``open()``.
 
 Connections that negotiated permessage-deflate, or that ``open()`` refused on
-Tornado's path, stay with Tornado (and `StrictWebSocketProtocol`'s fixes).
+Tornado's path, stay with Tornado (and `StrictWebSocketProtocol`'s fixes), as
+every connection does with ``--handoff=off`` (the handler's ``handoff``).
+The Tornado internals this needs are in `handlers.tornado_compat`.
 """
 
 from __future__ import annotations
@@ -24,31 +26,11 @@ import socket
 from typing import Any
 
 import tornado
-from tornado.iostream import IOStream
-from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
+from tornado.websocket import WebSocketHandler, WebSocketProtocol
 
 from handlers.socket_connection import SocketConnection
 from handlers.strict_protocol import StrictWebSocketProtocol
-from handlers.transport import stream_backlog
-
-
-def release_socket(stream: IOStream) -> tuple[Any, bytes] | None:
-    """Take the socket out of an idle ``stream`` without closing it.
-
-    Returns the socket and the bytes Tornado had read past the handshake, or
-    None when the stream is not idle (unsent output, a read in progress).
-    Tornado has no public API for this; the private attributes it touches are
-    read here and nowhere else.
-    """
-    if stream.closed() or stream_backlog(stream) or stream.reading():
-        return None
-    buffered = bytes(stream._read_buffer[: stream._read_buffer_size])
-    if stream._state is not None:
-        stream.io_loop.remove_handler(stream.socket)
-        stream._state = None
-    sock = stream.socket
-    stream.socket = None  # type: ignore[assignment]
-    return sock, buffered
+from handlers.tornado_compat import default_protocol_params, release_socket
 
 
 async def adopt(
@@ -75,6 +57,34 @@ _SWITCHING = (
 ).encode()
 
 
+WEBSOCKET_KEY_LENGTH = 24
+"""A Sec-WebSocket-Key is 16 random bytes in base64 (RFC 6455 section 4.1): 24 characters."""
+
+
+def upgrade_refusal(request: Any) -> str | None:
+    """Why a WebSocket upgrade request is malformed (the reason of a 400), or None.
+
+    Checked before either path answers, so our own 101 and Tornado's refuse
+    the same requests: an upgrade over HTTP/1.0, and a version-13 key that is
+    not 16 bytes in base64 (Tornado would answer any string, 4,000 characters
+    included). Requests that are no upgrade, or of another version, are left
+    to Tornado's own answers (400, 426).
+    """
+    headers = request.headers
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return None
+    if request.version == "HTTP/1.0":
+        return "WebSocket upgrades need HTTP/1.1"
+    if headers.get("Sec-WebSocket-Version") != "13":
+        return None
+    key = headers.get("Sec-WebSocket-Key", "")
+    try:
+        valid = len(key) == WEBSOCKET_KEY_LENGTH and len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        valid = False
+    return None if valid else "Sec-WebSocket-Key must be 16 bytes in base64"
+
+
 def plain_upgrade_key(handler: WebSocketHandler, compression: bool) -> str | None:
     """The Sec-WebSocket-Key of an upgrade we can answer ourselves, else None
     (Tornado then answers it, errors included)."""
@@ -93,7 +103,7 @@ def plain_upgrade_key(handler: WebSocketHandler, compression: bool) -> str | Non
 async def upgrade_directly(handler: Any, key: str, max_message_size: int) -> None:
     """Answer the upgrade with our own 101, run ``open()``, hand the socket over."""
     accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()
-    connection = SocketConnection(handler, max_message_size)
+    connection = SocketConnection(handler, max_message_size, handler.diagnostics)
     connection.write(_SWITCHING + accept.encode() + b"\r\n\r\n")
     stream = handler.detach()
     handler.set_status(101)
@@ -117,43 +127,40 @@ async def upgrade_directly(handler: Any, key: str, max_message_size: int) -> Non
 class HandoffProtocol(StrictWebSocketProtocol):
     """Tornado's protocol for the handshake; a `SocketConnection` afterwards."""
 
-    async def _receive_frame_loop(self) -> None:
+    async def receive_frames(self) -> None:
         handler: Any = self.handler
         peer = getattr(handler, "peer", None)
         released = None
         if (
             peer is not None
-            and self._compressor is None
+            and not self.compressing
             and not (self.server_terminated or self.client_terminated)
         ):
             released = release_socket(self.stream)
         if released is None:
-            await super()._receive_frame_loop()
+            await super().receive_frames()
             return
         sock, buffered = released
-        connection = SocketConnection(handler, self.params.max_message_size)
+        connection = SocketConnection(handler, self.params.max_message_size, handler.diagnostics)
         peer.transport = connection
         handler.ws_connection = None
         await adopt(handler, connection, sock, buffered)
 
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Tornado's close, after the replies the hub still has queued."""
-        if not self.server_terminated:
-            flush_queued = getattr(self.handler, "flush_queued", None)
-            if flush_queued is not None:
-                flush_queued()
-        super().close(code, reason)
-
 
 class HandoffMixin:
-    """Put first in a WebSocketHandler's bases to hand connections off after ``open()``.
+    """Put first in a WebSocketHandler's bases to hand connections off after ``open()``
+    (unless the handler's ``handoff`` is False: then `StrictWebSocketProtocol`
+    serves the connection for its whole life).
 
     Tornado builds its protocol first; we reuse its params so the size and
     compression settings stay exactly Tornado's.
     """
 
+    handoff = True
+
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        stock = WebSocketHandler.get_websocket_protocol(self)  # type: ignore[arg-type]
-        if not isinstance(stock, WebSocketProtocol13):
-            return stock  # unsupported version: Tornado answers 426
-        return HandoffProtocol(self, False, stock.params)  # type: ignore[arg-type]
+        params = default_protocol_params(self)  # type: ignore[arg-type]
+        if params is None:
+            return None  # unsupported version: Tornado answers 426
+        protocol = HandoffProtocol if self.handoff else StrictWebSocketProtocol
+        return protocol(self, False, params)  # type: ignore[arg-type]

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from tornado.web import RequestHandler, StaticFileHandler
 
-from handlers.diagnostics import runtime_stats
+from handlers.diagnostics import Diagnostics
 from hub.hub import Hub
 
 
 class HealthHandler(RequestHandler):
     """``GET /healthz``: liveness plus the counters an operator watches."""
 
-    def initialize(self, hub: Hub) -> None:
+    def initialize(self, hub: Hub, diagnostics: Diagnostics) -> None:
         self.hub = hub
+        self.diagnostics = diagnostics
 
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
         stats = self.hub.stats()
         status = "ok" if stats["broker"]["connected"] else "degraded"
-        self.write({"status": status, **stats, **runtime_stats()})
+        self.write({"status": status, **stats, **self.diagnostics.stats()})
 
 
 class PageHandler(StaticFileHandler):

@@ -19,22 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Callable
 from typing import Any
 
-from handlers.wire import (
+from handlers.diagnostics import Diagnostics
+from handlers.wire import FrameParser, WireError, parse_close
+from hub.frames import (
+    CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_DATA,
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    FrameParser,
-    WireError,
-    parse_close,
+    close_payload,
+    frame,
 )
-from hub.frames import frame
 
 log = logging.getLogger("wshub.connection")
 
@@ -55,11 +55,6 @@ class SocketConnection(asyncio.Protocol):
     ``on_pong`` and, once, ``on_close``.
     """
 
-    open_sockets = 0
-    """Connections handed off and not yet closed, in this process (for /healthz)."""
-    armed_timers = 0
-    """Close-handshake timeouts currently armed (for /healthz)."""
-
     __slots__ = (
         "transport",
         "fd",
@@ -75,9 +70,12 @@ class SocketConnection(asyncio.Protocol):
         "_timer",
         "_reading_paused",
         "_on_drained",
+        "counters",
     )
 
-    def __init__(self, handler: Any, max_message_size: int) -> None:
+    def __init__(
+        self, handler: Any, max_message_size: int, counters: Diagnostics | None = None
+    ) -> None:
         self.transport: asyncio.Transport | None = None
         self.fd = -1  # the socket while nothing is queued in user space and it is open, else -1
         self._socket_fd = -1
@@ -92,6 +90,7 @@ class SocketConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._reading_paused = False  # paused by our own backlog (PAUSE_READING_ABOVE)
         self._on_drained: list[Callable[[], None]] | None = None  # see `on_drained`
+        self.counters = counters or Diagnostics()  # the server's, for /healthz
 
     def received_early(self, data: bytes) -> None:
         """Bytes the client sent right behind its handshake, before the hand-off."""
@@ -103,7 +102,7 @@ class SocketConnection(asyncio.Protocol):
         """Send what was written meanwhile, replay a close decided meanwhile,
         then handle what arrived with the handshake."""
         self.transport = transport  # type: ignore[assignment]
-        SocketConnection.open_sockets += 1
+        self.counters.open_sockets += 1
         transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
         sock = transport.get_extra_info("socket")
         # Direct sends only on a plain socket: under TLS they would bypass the encryption.
@@ -173,7 +172,7 @@ class SocketConnection(asyncio.Protocol):
         """The transport is gone (or never came: the client left before the hand-off)."""
         self.fd = -1
         if self.transport is not None:
-            SocketConnection.open_sockets -= 1
+            self.counters.open_sockets -= 1
         self._closed = True
         self._close_sent = True
         self._early = None
@@ -264,7 +263,7 @@ class SocketConnection(asyncio.Protocol):
             callback(argument)
         except Exception:
             log.exception("error handling a WebSocket frame; closing the connection")
-            self._fail(1011, "internal error")
+            self._fail(CLOSE_INTERNAL_ERROR, "internal error")
 
     def _on_close_frame(self, payload: bytes) -> None:
         try:
@@ -285,8 +284,7 @@ class SocketConnection(asyncio.Protocol):
     def _send_close(self, code: int | None, reason: str) -> None:
         if self.handler is not None:
             self.handler.flush_queued()
-        payload = b"" if code is None else struct.pack("!H", code) + reason.encode()[:123]
-        self.write(frame(payload, OP_CLOSE))
+        self.write(frame(close_payload(code, reason), OP_CLOSE))
         self._close_sent = True
         self.fd = -1
         self._resume_reading()  # the client's close frame must be read
@@ -323,13 +321,13 @@ class SocketConnection(asyncio.Protocol):
         if self._timer is None and not self._closed and self.transport is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(CLOSE_HANDSHAKE_TIMEOUT, self._drop)
-            SocketConnection.armed_timers += 1
+            self.counters.armed_timers += 1
 
     def _disarm_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-            SocketConnection.armed_timers -= 1
+            self.counters.armed_timers -= 1
 
     def _notify_handler(self) -> None:
         handler, self.handler = self.handler, None

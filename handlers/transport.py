@@ -1,23 +1,15 @@
-"""`hub.peer.Transport` on top of a Tornado WebSocket connection."""
+"""`hub.peer.Transport` on top of a Tornado WebSocket connection (the fast
+one; `handlers.public_transport` has the one for ``--handoff=off``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from tornado.ioloop import IOLoop
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-
-def stream_backlog(stream: IOStream) -> int:
-    """Bytes written to ``stream`` that the kernel has not accepted yet.
-
-    Tornado exposes no public accessor for this, so the one private attribute
-    we rely on (``_write_buffer``, a sized buffer; None once closed) is read
-    here and nowhere else.
-    """
-    buffer = stream._write_buffer
-    return len(buffer) if buffer is not None else 0
+from handlers.tornado_compat import stream_backlog
 
 
 class WebSocketTransport:

@@ -9,11 +9,14 @@ local members.
 Joins and publishes answer through a callback rather than a return value:
 with Redis a round trip sits between a publish and its seq, and between a
 join and its snapshot. `MemoryBroker` calls back before returning, so its
-fast path costs no task and no future.
+fast path costs no task and no future. The backend API's questions (room
+state, history, the busiest rooms) are coroutines: no hot path asks them.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +26,7 @@ from typing import Any, Protocol
 
 from hub import protocol
 from hub.history import Replay, RoomHistory
+from hub.settings import HubSettings
 
 Deliver = Callable[[str, bytes, str | None, bool], None]
 """``deliver(room, frame, exclude_client_id, lossy)``: fan a framed event out to local members."""
@@ -60,6 +64,15 @@ def new_node_id() -> str:
     return secrets.token_hex(6)
 
 
+@dataclass(slots=True, frozen=True)
+class RoomState:
+    """A room as the backend API reports it (members of every node, for a shared broker)."""
+
+    epoch: str
+    seq: int
+    members: list[dict[str, str]]
+
+
 class Broker(Protocol):
     """What the hub needs from whoever owns rooms' shared state."""
 
@@ -86,10 +99,22 @@ class Broker(Protocol):
         """Remove ``member`` from the room's presence and announce it."""
 
     def publish(
-        self, room: str, sender: str, data: Any, ephemeral: bool, done: PublishDone
+        self, room: str, sender: dict[str, str], data: Any, ephemeral: bool, done: PublishDone
     ) -> None:
-        """Number (unless ephemeral), keep and deliver a message. Raises
-        `protocol.ProtocolError` at once for data that cannot be relayed."""
+        """Number (unless ephemeral), keep and deliver a message. ``sender`` is the
+        publishing member, or ``{"name": ...}`` for the backend API (see
+        `protocol.message_frame`). Raises `protocol.ProtocolError` at once for
+        data that cannot be relayed."""
+
+    async def room_state(self, room: str) -> RoomState | None:
+        """The room's epoch, last seq and members on every node; None for a room
+        with neither members nor history."""
+
+    async def history(self, room: str, since: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` kept message frames with seq > ``since``, oldest first."""
+
+    async def busiest(self, limit: int) -> list[tuple[str, int]]:
+        """(room, member count) of the ``limit`` rooms with most members, biggest first."""
 
     def expire(self, now: float) -> int:
         """Forget histories of rooms empty for longer than the TTL; return how many."""
@@ -154,6 +179,13 @@ class MemoryBroker:
     A room's history outlives its last member for ``history_ttl`` seconds so
     that a client reconnecting after a blip (or a page reload) still resumes;
     after that, the room is forgotten entirely and memory stays bounded.
+
+    History is bounded per room (``history_size`` messages, ``history_bytes``)
+    and for the process (``memory_limit`` bytes of frames): past that, the
+    least recently used rooms lose their history. A room without members is
+    forgotten (it comes back with a new epoch); a room with members keeps its
+    numbering (its members' next seq must follow on) and loses its frames.
+    Either way a resume from before sees ``history_gap``.
     """
 
     kind = "memory"
@@ -164,12 +196,16 @@ class MemoryBroker:
         history_ttl: float,
         clock: Callable[[], float] = time.monotonic,
         wall_clock_ms: Callable[[], int] = _now_ms,
+        history_bytes: int | None = None,
+        memory_limit: int | None = None,
         presence_limit: int = 1000,
     ) -> None:
         self.node = new_node_id()
         self.presence_limit = presence_limit
         self.history_size = history_size
         self.history_ttl = history_ttl
+        self.history_bytes = history_bytes or None  # per room; None or 0: count only
+        self.memory_limit = memory_limit or None  # all rooms; None or 0: no limit
         self._clock = clock
         self._wall_clock_ms = wall_clock_ms
         self._histories: dict[str, RoomHistory] = {}  # every room with members or kept history
@@ -177,9 +213,26 @@ class MemoryBroker:
         # N members gets all N, and encoding N dicts per join made big rooms slow.
         self._presence: dict[str, dict[str, str]] = {}
         self._empty: dict[str, None] = {}  # rooms without members, oldest-emptied first
+        self._recent: dict[str, None] = {}  # rooms holding frames, least recently used first
+        self._held_bytes = 0  # frame bytes held by all rooms
+        self._evicted = 0  # rooms whose history went for the memory limit
         self._counts = PresenceCounts()
         self._listed: dict[str, ListedMembers] = {}  # rooms over the limit: who joined shows
         self._deliver: Deliver = _drop
+
+    @classmethod
+    def for_settings(
+        cls, settings: HubSettings, clock: Callable[[], float] = time.monotonic
+    ) -> MemoryBroker:
+        """The broker a `Hub` builds for itself when given none."""
+        return cls(
+            settings.history_size,
+            settings.history_ttl,
+            clock=clock,
+            history_bytes=settings.history_bytes,
+            memory_limit=settings.history_memory_limit,
+            presence_limit=settings.presence_limit,
+        )
 
     def attach(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -187,8 +240,13 @@ class MemoryBroker:
     def _history(self, room: str) -> RoomHistory:
         history = self._histories.get(room)
         if history is None:
-            history = self._histories[room] = RoomHistory(self.history_size)
+            history = self._histories[room] = RoomHistory(self.history_size, self.history_bytes)
         return history
+
+    def _used(self, room: str) -> None:
+        """Mark a room holding frames as the most recently used."""
+        if self._recent.pop(room, 0) is None:
+            self._recent[room] = None
 
     def join(
         self,
@@ -199,6 +257,7 @@ class MemoryBroker:
         done: JoinDone,
     ) -> None:
         history = self._history(room)
+        self._used(room)
         present = self._presence.setdefault(room, {})
         if not present:
             self._empty.pop(room, None)
@@ -252,7 +311,7 @@ class MemoryBroker:
             self._empty[room] = None
 
     def publish(
-        self, room: str, sender: str, data: Any, ephemeral: bool, done: PublishDone
+        self, room: str, sender: dict[str, str], data: Any, ephemeral: bool, done: PublishDone
     ) -> None:
         ts = self._wall_clock_ms()
         if ephemeral:
@@ -264,9 +323,47 @@ class MemoryBroker:
         history = self._history(room)
         # Frame before numbering so that data that cannot be encoded consumes no seq.
         frame = protocol.message_frame(room, history.seq + 1, sender, data, ts)
+        held = history.bytes
         seq = history.record(frame)
+        if history.empty_since is None and room not in self._presence:
+            # Published into a room nobody is in (the backend API, a user's
+            # personal room): kept for history_ttl like any emptied room.
+            history.empty_since = self._clock()
+            self._empty[room] = None
+        self._held_bytes += history.bytes - held
+        self._recent.pop(room, None)
+        if history.bytes:
+            self._recent[room] = None
+        if self.memory_limit is not None and self._held_bytes > self.memory_limit:
+            self._free_history(room)
         self._deliver(room, frame, None, False)
         done(seq, None)
+
+    def _free_history(self, current: str) -> None:
+        """Take history from the least recently used rooms until all of it fits
+        ``memory_limit``; ``current`` (the most recent) only loses its oldest
+        frames, and only when it alone is over."""
+        assert self.memory_limit is not None
+        while self._held_bytes > self.memory_limit and self._recent:
+            room = next(iter(self._recent))
+            history = self._histories[room]
+            if room == current:
+                self._held_bytes -= history.drop_oldest()
+                if not history.bytes:
+                    del self._recent[room]
+                continue
+            self._evicted += 1
+            if not self._presence.get(room):
+                self._forget(room)
+            else:
+                del self._recent[room]
+                self._held_bytes -= history.forget_frames()
+
+    def _forget(self, room: str) -> None:
+        """Drop an empty room and its history entirely."""
+        self._empty.pop(room, None)
+        self._recent.pop(room, None)
+        self._held_bytes -= self._histories.pop(room).bytes
 
     def expire(self, now: float) -> int:
         expired = 0
@@ -274,8 +371,7 @@ class MemoryBroker:
             history = self._histories[room]
             if history.empty_since is None or now - history.empty_since < self.history_ttl:
                 break  # ordered by when they emptied: the rest are younger
-            del self._empty[room]
-            del self._histories[room]
+            self._forget(room)
             expired += 1
         return expired
 
@@ -292,7 +388,28 @@ class MemoryBroker:
         return {
             "broker": {"kind": self.kind, "connected": True},
             "history_rooms": len(self._histories),
+            "history_bytes": self._held_bytes,
+            "history_rooms_evicted": self._evicted,
         }
+
+    async def room_state(self, room: str) -> RoomState | None:
+        history = self._histories.get(room)
+        if history is None:
+            return None
+        present = self._presence.get(room, {})
+        return RoomState(history.epoch, history.seq, [json.loads(m) for m in present.values()])
+
+    async def history(self, room: str, since: int, limit: int) -> list[bytes]:
+        history = self._histories.get(room)
+        if history is None or since >= history.seq or limit <= 0:
+            return []
+        # Replaying our own epoch gives what is held after ``since`` (all of it
+        # when ``since`` is older than the oldest kept message).
+        return history.replay(since, history.epoch).frames[:limit]
+
+    async def busiest(self, limit: int) -> list[tuple[str, int]]:
+        sizes = ((room, len(present)) for room, present in self._presence.items())
+        return heapq.nlargest(limit, sizes, key=lambda item: item[1])
 
 
 def _drop(room: str, frame: bytes, exclude: str | None, lossy: bool) -> None:

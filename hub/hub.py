@@ -17,17 +17,23 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hub import protocol
+from hub.auth import AuthError, Grant, TokenVerifier
 from hub.broker import UNAVAILABLE, Broker, JoinResult, MemoryBroker
-from hub.frames import PING_FRAME
-from hub.limits import TokenBucket
-from hub.outbox import BATCH_BYTES, CLOSE_SLOW_CONSUMER, Outbox, Schedule, write_each
+from hub.frames import (  # the close codes stay importable from hub.hub too
+    CLOSE_DISCONNECTED,
+    CLOSE_GOING_AWAY,
+    CLOSE_PING_TIMEOUT,
+    CLOSE_POLICY,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    PING_FRAME,
+)
+from hub.limits import PARSE_SECONDS_PER_TOKEN, TokenBucket
+from hub.outbox import BATCH_BYTES, Outbox, Schedule, write_each
 from hub.peer import ECHO, HUB, BatchWrite, Peer
 from hub.settings import HubSettings
-
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_PING_TIMEOUT = 4000
 
 PING_BURST = 50
 """Pings a client may send at once before ``ping_rate_limit`` applies (Autobahn's
@@ -52,6 +58,16 @@ class HubCounters:
     closed_for_ping_rate: int = 0
     ephemeral_skipped: int = 0
     published: int = 0
+    tokens_expired: int = 0
+    rejected_unauthorized: int = 0
+
+
+class BrokerUnavailable(Exception):
+    """The broker (Redis) cannot be reached: nothing was published."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__(f"the hub cannot reach its broker right now; {room} got nothing")
+        self.room = room
 
 
 def _unavailable(request_id: Any, room: str) -> bytes:
@@ -79,12 +95,7 @@ class Hub:
         write_batch: BatchWrite = write_each,
     ) -> None:
         self.settings = settings = settings or HubSettings()
-        self.broker: Broker = broker or MemoryBroker(
-            settings.history_size,
-            settings.history_ttl,
-            clock=clock,
-            presence_limit=settings.presence_limit,
-        )
+        self.broker: Broker = broker or MemoryBroker.for_settings(settings, clock)
         self.clock = clock
         self.peers: dict[str, Peer] = {}  # client_id -> every registered connection
         self.rooms: dict[str, dict[str, Peer]] = {}  # room -> client_id -> local member
@@ -94,9 +105,13 @@ class Hub:
             settings, self.rooms, self.counters, schedule, self.unregister, write_batch
         )
         self.broker.attach(self.outbox.deliver)
+        if hasattr(self.broker, "control_handler"):  # a broker shared by several nodes
+            self.broker.control_handler = self._on_control
+            self.broker.stats_source = self.stats
         self._next_ping = 0.0
         self._ids = itertools.count(1)
         self._id_prefix = f"{int(time.time() * 1000) % 1_000_000_000:x}"
+        self.verifier: TokenVerifier | None = None  # set by the server: /ws then needs tokens
 
     # -- connections -------------------------------------------------------
 
@@ -124,9 +139,134 @@ class Hub:
         if peer.kind == HUB:
             if settings.rate_limit > 0:
                 peer.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, peer.last_seen)
-            welcome = {"type": "welcome", "client_id": peer.client_id, "node": self.broker.node}
-            self.send(peer, protocol.encode(welcome))
+            if self.verifier is None:
+                welcome = {"type": "welcome", "client_id": peer.client_id, "node": self.broker.node}
+                self.send(peer, protocol.encode(welcome))
+            # else `authenticate` welcomes it once its token is accepted
         return None
+
+    def authenticate(self, peer: Peer, token: str | None) -> bool:
+        """Check a registered /ws peer's token (when the hub has a verifier):
+        welcome it as the token's user, or say why not and close it with 4003."""
+        if self.verifier is None or peer.closed:
+            return not peer.closed
+        try:
+            grant = self.verifier.verify(token)
+        except AuthError as error:
+            self.counters.rejected_unauthorized += 1
+            self.send(peer, protocol.error_frame(protocol.UNAUTHORIZED, error.detail))
+            self.disconnect(peer, CLOSE_UNAUTHORIZED, "unauthorized")
+            return False
+        self._apply_grant(peer, grant)
+        peer.name = grant.name or peer.name
+        peer.member = {
+            "client_id": peer.client_id,
+            "name": peer.name or peer.client_id,
+            "user": grant.user,
+        }
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "client_id": peer.client_id,
+            "node": self.broker.node,
+            "user": grant.user,
+        }
+        if grant.exp is not None:
+            welcome["exp"] = grant.exp
+        self.send(peer, protocol.encode(welcome))
+        return True
+
+    def _apply_grant(self, peer: Peer, grant: Grant) -> None:
+        peer.grant = grant
+        peer.expires_at = None if grant.ttl is None else self.clock() + grant.ttl
+
+    def _refresh(self, peer: Peer, command: protocol.Refresh) -> None:
+        """Swap the connection's token for a fresh one of the same user."""
+        current = peer.grant
+        if self.verifier is None or current is None:
+            raise protocol.ProtocolError(
+                protocol.BAD_REQUEST, "this server does not use tokens", command.request_id
+            )
+        try:
+            grant = self.verifier.verify(command.token)
+        except AuthError as error:
+            raise protocol.ProtocolError(
+                protocol.UNAUTHORIZED, error.detail, command.request_id
+            ) from None
+        if grant.user != current.user:
+            raise protocol.ProtocolError(
+                protocol.UNAUTHORIZED,
+                'the new token is for another user ("sub")',
+                command.request_id,
+            )
+        self._apply_grant(peer, grant)
+        answer: dict[str, Any] = {"type": "refreshed", "exp": grant.exp}
+        if command.request_id is not None:
+            answer["id"] = command.request_id
+        self.send(peer, protocol.encode(answer))
+
+    def _expire_tokens(self, now: float) -> None:
+        """Close connections whose token ran out without a refresh (from `sweep`)."""
+        expired = [
+            p for p in self.peers.values() if p.expires_at is not None and p.expires_at <= now
+        ]
+        for peer in expired:
+            self.counters.tokens_expired += 1
+            self.send(peer, protocol.error_frame(protocol.TOKEN_EXPIRED, "the token has expired"))
+            self.disconnect(peer, CLOSE_TOKEN_EXPIRED, "token expired")
+
+    def disconnect_where(self, user: str | None = None, client_id: str | None = None) -> int:
+        """Close (4005) the connections of ``user`` or the one ``client_id``; return how many."""
+        if client_id is not None:
+            found = self.peers.get(client_id)
+            doomed = [found] if found is not None and found.kind == HUB else []
+        else:
+            doomed = [p for p in self.peers.values() if user is not None and p.user == user]
+        for peer in doomed:
+            self.disconnect(peer, CLOSE_DISCONNECTED, "disconnected by server")
+        return len(doomed)
+
+    async def disconnect_everywhere(
+        self, user: str | None = None, client_id: str | None = None
+    ) -> int:
+        """`disconnect_where` on every node of a shared broker (this one alone else)."""
+        everywhere = getattr(self.broker, "everywhere", None)
+        if everywhere is None:
+            return self.disconnect_where(user=user, client_id=client_id)
+        return await everywhere({"disconnect": {"user": user, "client_id": client_id}})
+
+    def _on_control(self, request: dict[str, Any]) -> int:
+        """A request from any node of a shared broker (see `disconnect_everywhere`)."""
+        selector = request.get("disconnect")
+        if isinstance(selector, dict):
+            return self.disconnect_where(selector.get("user"), selector.get("client_id"))
+        return 0
+
+    async def node_stats(self) -> list[dict[str, Any]]:
+        """Every node's numbers, for a shared broker (each node's own, a second old
+        at most); empty with the memory broker."""
+        node_stats = getattr(self.broker, "node_stats", None)
+        return [] if node_stats is None else await node_stats()
+
+    def publish_from_server(
+        self, room: str, data: Any, sender: str = "server", ephemeral: bool = False
+    ) -> asyncio.Future[int | None]:
+        """Publish as the app's backend (the HTTP API): an ordinary message whose
+        ``from`` is ``sender``, with no ``client_id`` and no ``user``. The future
+        has its seq (None when ephemeral) or `BrokerUnavailable`; data that cannot
+        be relayed raises `protocol.ProtocolError` at once."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+        def done(seq: int | None, error: str | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(BrokerUnavailable(room))
+                return
+            self.counters.published += 1
+            future.set_result(seq)
+
+        self.broker.publish(room, {"name": sender}, data, ephemeral, done)
+        return future
 
     def unregister(self, peer: Peer) -> None:
         """Forget ``peer``: it leaves its rooms (others see presence leave). Idempotent."""
@@ -175,11 +315,20 @@ class Hub:
         if not self._within_rate(peer, text):
             return
         try:
-            command = protocol.parse(text)
+            started = self.clock()
+            try:
+                command = protocol.parse(text)
+            finally:
+                # Parsing that took long is paid for in tokens (see PARSE_SECONDS_PER_TOKEN).
+                spent = self.clock() - started - PARSE_SECONDS_PER_TOKEN
+                if spent > 0 and peer.bucket is not None:
+                    peer.bucket.charge(spent / PARSE_SECONDS_PER_TOKEN)
             if type(command) is protocol.Publish:
                 self._publish(peer, command)
             elif type(command) is protocol.Join:
                 self._join(peer, command)
+            elif type(command) is protocol.Refresh:
+                self._refresh(peer, command)
             else:
                 self._leave(peer, command)
         except protocol.ProtocolError as error:
@@ -259,6 +408,10 @@ class Hub:
 
     def _join(self, peer: Peer, command: protocol.Join) -> None:
         room = command.room
+        if peer.grant is not None and not peer.grant.may_join(room):
+            raise protocol.ProtocolError(
+                protocol.FORBIDDEN, f"your token does not allow joining {room}", command.request_id
+            )
         limit = self.settings.max_rooms_per_connection
         if room not in peer.rooms and limit and len(peer.rooms) >= limit:
             raise protocol.ProtocolError(
@@ -336,6 +489,12 @@ class Hub:
         self.broker.leave(room, peer.member)
 
     def _publish(self, peer: Peer, command: protocol.Publish) -> None:
+        if peer.grant is not None and not peer.grant.may_publish(command.room):
+            raise protocol.ProtocolError(
+                protocol.FORBIDDEN,
+                f"your token does not allow publishing to {command.room}",
+                command.request_id,
+            )
         if command.room not in peer.rooms:
             raise protocol.ProtocolError(
                 protocol.NOT_JOINED, f"join {command.room} before publishing", command.request_id
@@ -344,7 +503,7 @@ class Hub:
         try:
             self.broker.publish(
                 command.room,
-                peer.member["name"],
+                peer.member,
                 command.data,
                 command.ephemeral,
                 lambda seq, error: self._published(peer, command.room, request_id, seq, error),
@@ -412,6 +571,8 @@ class Hub:
             self._next_ping = now + settings.ping_interval
             for peer in list(self.peers.values()):
                 self.send(peer, PING_FRAME)
+        if self.verifier is not None:
+            self._expire_tokens(now)
         self.broker.expire(now)
 
     # -- introspection ------------------------------------------------------------

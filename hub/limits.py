@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+PARSE_SECONDS_PER_TOKEN = 0.001
+"""A message's own token covers this much parsing; each further such slice
+costs one more token. Ordinary messages parse in well under it (60 KB of small
+integers: ~0.9 ms), so only input that is costly to parse pays more, and a
+client cannot spend more than about rate_limit ms of parsing per second.
+"""
+
 
 class TokenBucket:
     """Allows ``rate`` messages per second on average and bursts of ``burst``.
@@ -30,3 +37,8 @@ class TokenBucket:
             return True
         self.strikes += 1
         return False
+
+    def charge(self, cost: float) -> None:
+        """Spend ``cost`` more tokens for work the message caused beyond its own
+        token (the balance may go negative: later messages wait for the refill)."""
+        self.tokens = max(self.tokens - cost, -self.burst)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 from hub.limits import TokenBucket
 
 if TYPE_CHECKING:
+    from hub.auth import Grant
     from hub.outbox import Backfill
 
 
@@ -57,6 +58,8 @@ class Peer:
         "closed",
         "backfill",
         "pings",
+        "grant",
+        "expires_at",
     )
 
     def __init__(
@@ -82,8 +85,10 @@ class Peer:
         self.closed = False
         self.backfill: Backfill | None = None  # a replay paced by the socket's drain
         self.pings: TokenBucket | None = None  # its ping rate, from its first ping
+        self.grant: Grant | None = None  # what its token allows; None without tokens
+        self.expires_at: float | None = None  # hub-clock time its token runs out
 
     @property
-    def display_name(self) -> str:
-        """What others see in "from": the name, or the client_id when it has none."""
-        return self.member["name"]
+    def user(self) -> str | None:
+        """The app's user id from the connection's token (None without one)."""
+        return self.grant.user if self.grant is not None else None

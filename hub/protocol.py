@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,9 @@ NOT_JOINED = "not_joined"
 HISTORY_GAP = "history_gap"
 RATE_LIMITED = "rate_limited"
 TOO_MANY_ROOMS = "too_many_rooms"
+UNAUTHORIZED = "unauthorized"
+FORBIDDEN = "forbidden"
+TOKEN_EXPIRED = "token_expired"
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _compact_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
@@ -65,19 +69,81 @@ class Publish:
     ephemeral: bool = False
 
 
-Command = Join | Leave | Publish
+@dataclass(slots=True, frozen=True)
+class Refresh:
+    """A fresh connection token for the same user, sent before the current one expires."""
+
+    token: str
+    request_id: str | int | float | None = None
+
+
+Command = Join | Leave | Publish | Refresh
+
+
+MAX_INTEGER_DIGITS = 640
+"""Digits an integer in a client message may have (a 64-bit integer has 20).
+
+Converting a digit string to an int, and back to text when relaying it,
+takes time that grows with the square of its length: 60 KB of 4,291-digit
+integers cost ~1.3 ms to parse and ~4 ms to relay, and a burst of them stalled
+everyone else. 640 is the smallest bound CPython's own guard accepts; 60 KB of
+640-digit integers cost less than 60 KB of small ones. Enforced by
+`bound_integer_digits` inside the C decoder, so ordinary numbers pay nothing.
+"""
+
+
+def bound_integer_digits() -> None:
+    """Make int/str conversions of more than `MAX_INTEGER_DIGITS` digits fail,
+    process-wide (CPython's guard against CVE-2020-10735, made tighter); a
+    stricter bound already in force is kept."""
+    current = sys.get_int_max_str_digits()
+    if current == 0 or current > MAX_INTEGER_DIGITS:
+        sys.set_int_max_str_digits(MAX_INTEGER_DIGITS)
+
+
+bound_integer_digits()
+
+
+class _NotJsonConstant(ValueError):
+    """NaN or Infinity, which Python's decoder would accept."""
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _NotJsonConstant(f"{name} is not valid JSON")
+
+
+def _request_id_despite_numbers(text: str) -> Any:
+    """The ``id`` of a message refused for its integers, so the error can name it.
+
+    A second parse that leaves every integer as text (never converted); its
+    cost, like the first's, is charged to the sender's rate by the hub.
+    """
+    try:
+        message = json.loads(text, parse_int=_Digits, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    request_id = message.get("id") if isinstance(message, dict) else None
+    if isinstance(request_id, _Digits):
+        return int(request_id) if len(request_id) <= MAX_INTEGER_DIGITS else None
+    return request_id if isinstance(request_id, str | float) else None
+
+
+class _Digits(str):
+    """An integer left as its digits (the JSON decoder's ``parse_int``)."""
 
 
 def parse(text: str) -> Command:
     """Parse one client text frame into a command, or raise `ProtocolError`."""
     try:
         message = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+    except (json.JSONDecodeError, _NotJsonConstant, RecursionError) as exc:
         raise ProtocolError(BAD_JSON, f"not valid JSON: {exc}") from None
+    except ValueError:  # only the digit bound raises anything else
+        raise ProtocolError(
+            BAD_REQUEST,
+            f"integers may have at most {MAX_INTEGER_DIGITS} digits",
+            _request_id_despite_numbers(text),
+        ) from None
     if not isinstance(message, dict):
         raise ProtocolError(BAD_REQUEST, "a message must be a JSON object")
     request_id = message.get("id")
@@ -109,6 +175,11 @@ def parse(text: str) -> Command:
         return Join(room, since, epoch, request_id)
     if kind == "leave":
         return Leave(_room(message, request_id), request_id)
+    if kind == "refresh":
+        token = message.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError(BAD_REQUEST, 'refresh needs a string field "token"', request_id)
+        return Refresh(token, request_id)
     raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", request_id)
 
 
@@ -121,11 +192,6 @@ def _room(message: dict[str, Any], request_id: Any) -> str:
             BAD_REQUEST, "room names are 1-64 characters from letters, digits and -_.:", request_id
         )
     return room
-
-
-def valid_display_name(name: str) -> bool:
-    """Whether ``name`` may be used as a display name (1-64 characters)."""
-    return 0 < len(name) <= MAX_NAME_LENGTH
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -195,9 +261,19 @@ def error_frame(code: str, detail: str, request_id: Any = None, **extra: Any) ->
 
 
 def message_frame(
-    room: str, seq: int | None, sender: str, data: Any, ts: int, ephemeral: bool = False
+    room: str,
+    seq: int | None,
+    sender: dict[str, str],
+    data: Any,
+    ts: int,
+    ephemeral: bool = False,
 ) -> bytes:
     """Frame a room message; ``seq`` is None for ephemeral messages.
+
+    ``sender`` is the publishing member (``name``, ``client_id``, and ``user``
+    when authenticated) or, for the backend API, just a ``name``: its fields
+    become ``from``, ``client_id`` and ``user``, so clients can tell apart two
+    members with one display name and trust ``user``, which only a token sets.
 
     Raises `ProtocolError` when ``data`` cannot be re-encoded (it came from
     JSON, so only non-finite floats produced by very large literals can fail).
@@ -205,7 +281,13 @@ def message_frame(
     message: dict[str, Any] = {"type": "message", "room": room}
     if seq is not None:
         message["seq"] = seq
-    message["from"] = sender
+    message["from"] = sender["name"]
+    client_id = sender.get("client_id")
+    if client_id is not None:
+        message["client_id"] = client_id
+    user = sender.get("user")
+    if user is not None:
+        message["user"] = user
     message["data"] = data
     message["ts"] = ts
     if ephemeral:
@@ -222,6 +304,13 @@ def count_frame(room: str, member_count: int) -> bytes:
     return encode(
         {"type": "presence", "room": room, "event": "count", "member_count": member_count}
     )
+
+
+def frame_text(data: bytes) -> str:
+    """The text of one unmasked server frame made by `encode` (history holds frames)."""
+    length = data[1] & 0x7F
+    start = 2 if length < 126 else 4 if length == 126 else 10
+    return data[start:].decode("utf-8")
 
 
 def presence_frame(room: str, event: str, member: dict[str, str]) -> bytes:

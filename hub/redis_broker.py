@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub import protocol
-from hub.broker import UNAVAILABLE, JoinResult, PresenceCounts, new_node_id
+from hub.broker import UNAVAILABLE, JoinResult, PresenceCounts, RoomState, new_node_id
 from hub.frames import OP_TEXT, frame
 from hub.history import Replay
 from hub.redis_rooms import JoinReply, JoinRequest, RedisRooms, channel, node_key
@@ -525,7 +525,7 @@ class RedisBroker:
     def publish(
         self,
         room: str,
-        sender: str,
+        sender: dict[str, str],
         data: Any,
         ephemeral: bool,
         done: Callable[[int | None, str | None], None],
@@ -598,6 +598,23 @@ class RedisBroker:
                 continue
             if self._counts.should_announce(name, count, self.rooms_store.presence_limit):
                 self._deliver(name, protocol.count_frame(name, count), None, False)
+
+    async def room_state(self, room: str) -> RoomState | None:
+        epoch, seq, members, _ = await self.rooms_store.room_snapshot(room)
+        if epoch is None:
+            return None
+        return RoomState(epoch, seq, [json.loads(m) for m in members])
+
+    async def history(self, room: str, since: int, limit: int) -> list[bytes]:
+        epoch, seq, _, texts = await self.rooms_store.room_snapshot(room)
+        if epoch is None or since >= seq or limit <= 0:
+            return []
+        oldest = seq - len(texts) + 1
+        kept = texts[max(0, since - oldest + 1) :][:limit]
+        return [frame(text, OP_TEXT) for text in kept]
+
+    async def busiest(self, limit: int) -> list[tuple[str, int]]:
+        return await self.rooms_store.busiest(limit)
 
     def expire(self, now: float) -> int:
         """Nothing to do: Redis expires an empty room's keys itself (see `hub.redis_rooms`)."""

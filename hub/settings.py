@@ -19,6 +19,11 @@ class HubSettings:
     """Messages kept per room for clients resuming with ``since``."""
     history_ttl: float = 300.0
     """Seconds a room's history outlives its last member."""
+    history_bytes: int = 1 << 20
+    """Bytes of framed messages kept per room (0: count only); oldest go first."""
+    history_memory_limit: int = 64 << 20
+    """Bytes of history for all rooms together (0: no limit); past it, the least
+    recently used rooms lose theirs (resumes from before get ``history_gap``)."""
     rate_limit: float = 100.0
     """Messages per second one /ws connection may send on average (0 disables)."""
     rate_burst: int = 200

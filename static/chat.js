@@ -34,6 +34,12 @@ const app = {
   current: "",
   /** Every history_gap the client reported, for the page and for tests. */
   gaps: [],
+  /**
+   * The client_ids this page has had (one per connection): a message is ours
+   * when its client_id is one of them, not when its name is ours, since two
+   * people may pick the same name.
+   */
+  myIds: new Set(),
 };
 window.chatApp = app;
 
@@ -50,7 +56,7 @@ function renderItem(item) {
     return li;
   }
   li.className = "msg";
-  if (item.from === app.name) li.classList.add("mine");
+  if (item.mine) li.classList.add("mine");
   if (item.pending) li.classList.add("pending");
   if (item.failed) li.classList.add("failed");
   if (item.seq != null) li.dataset.seq = String(item.seq);
@@ -115,7 +121,7 @@ function addItem(room, item) {
   const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
   if (ol.querySelector(".empty")) ol.replaceChildren();
   ol.append(renderItem(item));
-  if (atBottom || item.from === app.name) ol.scrollTop = ol.scrollHeight;
+  if (atBottom || item.mine) ol.scrollTop = ol.scrollHeight;
 }
 
 function removeItem(room, item) {
@@ -203,7 +209,7 @@ function leaveRoom(room) {
 }
 
 function send(room, text) {
-  const item = { kind: "msg", room, from: app.name, text, pending: true, ts: Date.now() };
+  const item = { kind: "msg", room, from: app.name, mine: true, text, pending: true, ts: Date.now() };
   addItem(room, item);
   if (app.hub.state !== "open") toast("Offline: the message will be sent when the connection is back.");
   app.hub.publish(room, { text }).then(
@@ -236,12 +242,16 @@ function start(name, room) {
   hub.on("message", (m) => {
     if (!app.rooms.has(m.room) || m.ephemeral) return;
     const text = typeof m.data?.text === "string" ? m.data.text : JSON.stringify(m.data);
-    addItem(m.room, { kind: "msg", room: m.room, seq: m.seq, from: m.from, ts: m.ts, text });
+    const mine = m.client_id != null && app.myIds.has(m.client_id);
+    addItem(m.room, { kind: "msg", room: m.room, seq: m.seq, from: m.from, mine, ts: m.ts, text });
   });
   hub.on("presence", (p) => {
     if (p.room === app.current) renderPresence();
   });
-  hub.on("welcome", () => renderPresence());
+  hub.on("welcome", (w) => {
+    app.myIds.add(w.client_id);
+    renderPresence();
+  });
   hub.on("error", (e) => {
     if (e.code === "history_gap") {
       app.gaps.push(e);

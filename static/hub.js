@@ -20,7 +20,10 @@
  *   (history too short, or a restarted server with a new epoch), the app
  *   gets an "error" event saying so, with a `lost` flag it can show.
  * - Exposes one visible connection state ("connecting", "open",
- *   "reconnecting", "closed") through the "state" event.
+ *   "reconnecting", "unauthorized", "closed") through the "state" event.
+ * - With connection tokens, `token` may be a function: it is called for
+ *   every (re)connect and again before the token expires, to refresh it
+ *   in-band without dropping the connection.
  *
  * The wire protocol is documented in docs/client.md.
  *
@@ -33,7 +36,10 @@
  * @typedef {object} HubMessage
  * @property {string} room
  * @property {number} [seq]      absent for ephemeral messages
- * @property {string} from       the sender's name
+ * @property {string} from       the sender's display name ("server", or the name
+ *   the backend gave, for messages from the backend API)
+ * @property {string} [client_id] the sending connection; absent for backend messages
+ * @property {string} [user]     the sender's user id, set by the server from its token
  * @property {*} data            whatever the sender published
  * @property {number} ts         server time, ms since the epoch
  * @property {boolean} [ephemeral]
@@ -43,7 +49,11 @@
 /**
  * @typedef {object} ConnectOptions
  * @property {string} name             shown to other members
- * @property {string} [token]          passed through as a query parameter
+ * @property {string|(() => string|Promise<string>)} [token] connection token
+ *   (a JWT from the app's backend), sent as `?token=`. A function is called
+ *   for every (re)connect and before expiry, for a fresh one.
+ * @property {number} [refreshMargin=30000] refresh this long before the
+ *   token expires (at most half its remaining life), ms
  * @property {number} [minDelay=500]   first reconnect delay, ms
  * @property {number} [maxDelay=15000] cap for the reconnect delay, ms
  * @property {number} [ackTimeout=10000] a publish/join not answered by then rejects
@@ -54,7 +64,10 @@
  */
 
 /** Connection states, in the order a healthy client goes through them. */
-export const STATES = Object.freeze(["connecting", "open", "reconnecting", "closed"]);
+export const STATES = Object.freeze(["connecting", "open", "reconnecting", "unauthorized", "closed"]);
+
+const CLOSE_UNAUTHORIZED = 4003;
+const CLOSE_TOKEN_EXPIRED = 4004;
 
 /** Error used to reject promises; `code` mirrors the server's error codes. */
 export class HubError extends Error {
@@ -117,16 +130,18 @@ export class HubClient {
       maxDelay: 15000,
       ackTimeout: 10000,
       ephemeralBufferLimit: 65536,
+      refreshMargin: 30000,
       ...options,
     };
     this.url = toSocketUrl(url);
     this.url.searchParams.set("name", options.name);
-    if (options.token != null) this.url.searchParams.set("token", options.token);
 
     /** @type {string} one of STATES */
     this.state = "connecting";
     /** @type {string|null} the server's id for this connection (changes on reconnect) */
     this.clientId = null;
+    /** @type {string|null} the user id the server read from the token (null without tokens) */
+    this.user = null;
     /** Number of reconnect attempts since the last successful open. */
     this.attempt = 0;
     /** Epoch ms of the next reconnect attempt while "reconnecting", else null. */
@@ -145,7 +160,11 @@ export class HubClient {
     this._nextId = 1;
     this._ws = null;
     this._retryTimer = null;
+    this._refreshTimer = null;
     this._closedByApp = false;
+    this._opening = false; // waiting for the token function
+    this._token = null; // the token of the current connection
+    this._refusedToken = null; // the last token the server refused (4003)
 
     this._onOnline = () => {
       // The OS says the network is back: don't sit out a long backoff.
@@ -172,9 +191,9 @@ export class HubClient {
    * Join a room. Resolves with the server's `joined` frame.
    *
    * Pass `since: 0` to also receive what the room's history still holds
-   * (the server then reports a `history_gap` whose `lost` flag is false
-   * when history reaches back to the room's first message). Pass the seq
-   * and epoch you saved earlier to resume after a page reload.
+   * (the server reports a `history_gap` only when history no longer reaches
+   * back to the room's first message). Pass the seq and epoch you saved
+   * earlier to resume after a page reload.
    *
    * @param {string} room
    * @param {{since?: number, epoch?: string}} [opts]
@@ -300,6 +319,7 @@ export class HubClient {
   close() {
     this._closedByApp = true;
     clearTimeout(this._retryTimer);
+    clearTimeout(this._refreshTimer);
     if (typeof window !== "undefined") window.removeEventListener("online", this._onOnline);
     if (this._ws) this._ws.close(1000, "bye");
     this._failPending("closed");
@@ -328,10 +348,45 @@ export class HubClient {
   }
 
   _open() {
+    const token = this.options.token;
+    if (typeof token !== "function") {
+      this._openWith(token);
+      return;
+    }
+    // Ask the app for a token on every (re)connect: the last one may have expired.
+    this._opening = true;
+    let pending;
+    try {
+      pending = Promise.resolve(token());
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then(
+      (fresh) => {
+        this._opening = false;
+        this._openWith(fresh);
+      },
+      (err) => {
+        this._opening = false;
+        if (!this._closedByApp) this._scheduleReconnect({ reason: `token: ${err}` });
+      },
+    );
+  }
+
+  _openWith(token) {
+    if (this._closedByApp || this._ws) return;
+    if (token != null && token === this._refusedToken) {
+      // The server refused exactly this token: sending it again cannot help.
+      this._setState("unauthorized", { code: CLOSE_UNAUTHORIZED });
+      return;
+    }
+    const url = new URL(this.url.href);
+    if (token != null) url.searchParams.set("token", token);
+    this._token = token ?? null;
     const WS = this.options.WebSocketImpl || WebSocket;
     let ws;
     try {
-      ws = new WS(this.url.href);
+      ws = new WS(url.href);
     } catch (err) {
       this._scheduleReconnect({ reason: String(err) });
       return;
@@ -349,6 +404,7 @@ export class HubClient {
 
   _onDisconnect(info) {
     this.clientId = null;
+    clearTimeout(this._refreshTimer);
     for (const r of this.rooms.values()) r.joined = false;
     // Requests on the wire may or may not have been processed: say so.
     this._failPending("connection_lost", "connection dropped before the server answered");
@@ -356,7 +412,15 @@ export class HubClient {
     // Server full (1013), rate limit (1008) or too slow to read (4001):
     // coming straight back would meet the same answer, so start further
     // up the backoff curve.
-    if ([1008, 1013, 4001].includes(info.code)) this.attempt = Math.max(this.attempt, 3);
+    // The same for a server that disconnected us on the backend's request (4005).
+    if ([1008, 1013, 4001, 4005].includes(info.code)) this.attempt = Math.max(this.attempt, 3);
+    if (info.code === CLOSE_UNAUTHORIZED) {
+      this._refusedToken = this._token;
+      this._setState("unauthorized", info);
+      // A fixed token stays refused; a token function may give a better one.
+      if (typeof this.options.token !== "function") return;
+    }
+    if (info.code === CLOSE_TOKEN_EXPIRED) this.attempt = 0; // a fresh token, at once
     this._scheduleReconnect(info);
   }
 
@@ -372,8 +436,37 @@ export class HubClient {
   _reconnectNow() {
     clearTimeout(this._retryTimer);
     this.nextRetryAt = null;
-    if (this._closedByApp || this._ws) return;
+    if (this._closedByApp || this._ws || this._opening) return;
     this._open();
+  }
+
+  /** Refresh the token in-band before `exp` (Unix seconds), when `token` is a function. */
+  _scheduleRefresh(exp) {
+    clearTimeout(this._refreshTimer);
+    if (exp == null || typeof this.options.token !== "function") return;
+    const left = exp * 1000 - Date.now();
+    const margin = Math.min(this.options.refreshMargin, left / 2);
+    this._refreshTimer = setTimeout(() => this._refresh(), Math.max(0, left - margin));
+  }
+
+  async _refresh() {
+    if (this.state !== "open") return;
+    let token;
+    try {
+      token = await this.options.token();
+    } catch (err) {
+      this._emit("error", { code: "token_refresh_failed", detail: String(err) });
+      return;
+    }
+    if (this.state !== "open") return;
+    try {
+      const answer = await this._request({ type: "refresh", token }, "refresh");
+      this._token = token;
+      this._scheduleRefresh(answer.exp);
+    } catch {
+      // Reported through the "error" event; at expiry the server closes
+      // with 4004 and the reconnect asks for a new token.
+    }
   }
 
   _send(frame) {
@@ -487,7 +580,10 @@ export class HubClient {
     switch (m.type) {
       case "welcome":
         this.clientId = m.client_id;
+        this.user = m.user ?? null;
         this.attempt = 0;
+        this._refusedToken = null;
+        this._scheduleRefresh(m.exp);
         this._setState("open");
         this._emit("welcome", m);
         this._rejoinAll();
@@ -500,6 +596,9 @@ export class HubClient {
         break;
       case "ack":
         this._settle(m.id, true, m.seq != null ? { seq: m.seq } : {});
+        break;
+      case "refreshed":
+        this._settle(m.id, true, m);
         break;
       case "message":
         this._onMessage(m);

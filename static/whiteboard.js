@@ -382,9 +382,12 @@ function start(name, room) {
   });
   hub.on("message", (m) => {
     const d = m.data;
-    if (m.room !== room || d?.kind !== "cursor" || d.cid === hub.clientId) return;
-    if (d.gone) hideCursor(d.cid);
-    else if (Number.isFinite(d.x) && Number.isFinite(d.y)) showCursor(d.cid, m.from, d.x, d.y);
+    // Whose cursor it is comes from the server's client_id, not from the data
+    // (which anyone could fill in with another member's id).
+    const cid = m.client_id ?? d?.cid;
+    if (m.room !== room || d?.kind !== "cursor" || cid === hub.clientId) return;
+    if (d.gone) hideCursor(cid);
+    else if (Number.isFinite(d.x) && Number.isFinite(d.y)) showCursor(cid, m.from, d.x, d.y);
   });
   hub.on("presence", (p) => p.room === room && renderPresence());
   hub.on("welcome", renderPresence);

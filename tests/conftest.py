@@ -25,10 +25,20 @@ def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
         compression: bool = False,
         max_message_size: int = 64 * 1024,
         send_threads: int | None = None,
+        handoff: bool | None = None,
+        verifier: Any = None,
+        api_keys: tuple[str, ...] = (),
         **settings: Any,
     ) -> LiveServer:
         live = start_live_server(
-            HubSettings(**settings), allowed_origins, compression, max_message_size, send_threads
+            HubSettings(**settings),
+            allowed_origins,
+            compression,
+            max_message_size,
+            send_threads,
+            handoff,
+            verifier,
+            api_keys,
         )
         started.append(live)
         return live

@@ -18,6 +18,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 import server as server_module
 from handlers.batch_writer import default_threads, make_batch_writer
+from handlers.diagnostics import Diagnostics
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings
@@ -25,6 +26,14 @@ from hub.settings import HubSettings
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 5.0
 """Upper bound for one expected event; tests wait for conditions, never for fixed times."""
+HANDOFF = os.environ.get("WSHUB_HANDOFF", "on") != "off"
+"""``WSHUB_HANDOFF=off`` runs every live server and server process with
+``--handoff=off`` (CI runs the end-to-end tests in both modes)."""
+
+
+def handoff_args() -> list[str]:
+    """The server.py arguments that select the mode under test."""
+    return [] if HANDOFF else ["--handoff=off"]
 
 
 @dataclass
@@ -36,6 +45,7 @@ class LiveServer:
     http: HTTPServer
     heartbeat: Heartbeat
     clients: list[JsonClient] = field(default_factory=list)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -60,6 +70,7 @@ class LiveServer:
         self.heartbeat.stop()
         self.http.stop()
         self.hub.close_all()
+        self.diagnostics.uninstall()
 
 
 def start_live_server(
@@ -68,17 +79,34 @@ def start_live_server(
     compression: bool = False,
     max_message_size: int = 64 * 1024,
     send_threads: int | None = None,
+    handoff: bool | None = None,
+    verifier: Any = None,
+    api_keys: tuple[str, ...] = (),
 ) -> LiveServer:
-    """Wired as `server.serve` wires it; ``send_threads`` defaults to the server's default."""
+    """Wired as `server.serve` wires it; ``send_threads`` defaults to the server's
+    default, ``handoff`` to the mode under test (`HANDOFF`); ``verifier`` (a
+    `hub.auth.TokenVerifier`) makes /ws require tokens."""
     threads = default_threads() if send_threads is None else send_threads
     hub = Hub(settings or HubSettings(), write_batch=make_batch_writer(threads))
-    app = server_module.make_app(hub, allowed_origins, compression, max_message_size)
+    hub.verifier = verifier
+    diagnostics = Diagnostics()
+    diagnostics.install()
+    handoff = HANDOFF if handoff is None else handoff
+    app = server_module.make_app(
+        hub,
+        allowed_origins,
+        compression,
+        max_message_size,
+        handoff,
+        diagnostics,
+        api_keys=api_keys,
+    )
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    http = HTTPServer(app)
+    http = server_module.make_http_server(app)
     http.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()
-    return LiveServer(hub, sockets[0].getsockname()[1], http, heartbeat)
+    return LiveServer(hub, sockets[0].getsockname()[1], http, heartbeat, diagnostics=diagnostics)
 
 
 class JsonClient:

@@ -51,3 +51,36 @@ def test_zero_capacity_keeps_counting() -> None:
     assert history.seq == 3
     replay = history.replay(2, history.epoch)
     assert replay.gap and replay.frames == [] and replay.oldest_seq == 4
+
+
+def test_history_is_bounded_by_bytes_too() -> None:
+    history = RoomHistory(100, max_bytes=10)
+    for _ in range(7):
+        history.record(b"abcd")  # 4 bytes each: two fit in 10
+    assert history.bytes == 8 and history.oldest_seq == 6
+    replay = history.replay(5, history.epoch)
+    assert replay.frames == [b"abcd", b"abcd"] and not replay.gap
+
+
+def test_a_frame_bigger_than_the_byte_bound_is_numbered_not_kept() -> None:
+    history = RoomHistory(100, max_bytes=10)
+    history.record(b"small")
+    assert history.record(b"x" * 11) == 2
+    assert history.bytes == 0 and history.oldest_seq == 3
+
+
+def test_since_zero_without_epoch_asks_for_everything_there_is() -> None:
+    """A first join with since 0: a gap only when history no longer starts at seq 1."""
+    full = filled(10, 4)
+    replay = full.replay(0, None)
+    assert replay.frames == [b"m1", b"m2", b"m3", b"m4"] and not replay.gap
+    assert not RoomHistory(10).replay(0, None).gap  # a fresh room
+    trimmed = filled(3, 5)
+    replay = trimmed.replay(0, None)
+    assert replay.gap and replay.frames == [b"m3", b"m4", b"m5"] and replay.oldest_seq == 3
+
+
+def test_since_zero_with_an_epoch_keeps_the_epoch_rules() -> None:
+    history = filled(10, 4)
+    assert history.replay(0, "another").gap
+    assert not history.replay(0, history.epoch).gap

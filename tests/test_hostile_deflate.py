@@ -7,7 +7,6 @@ declines such offers and closes such connections with a proper code.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -15,23 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.hostile.checks import assert_no_errors_logged, wait_connections
+from tests.hostile.deflate import RSV1, deflate, inflate
 from tests.hostile.proc import HubProcess
 from tests.hostile.wire import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Wire, encode_frame
 
-RSV1 = 4  # the "compressed" bit, as Wire's rsv argument
 MAX_MESSAGE = 64 * 1024
-
-
-def deflate(data: bytes) -> bytes:
-    """One message compressed the RFC 7692 way (sync flush, tail removed), no context kept."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
-    out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    assert out.endswith(b"\x00\x00\xff\xff")
-    return out[:-4]
-
-
-def inflate(data: bytes) -> bytes:
-    return zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
 
 
 @pytest.fixture(scope="module")

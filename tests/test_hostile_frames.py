@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handlers.strict_protocol import is_valid_close_code
+from hub.frames import is_valid_close_code
 from tests.hostile.checks import (
     assert_echoes,
     assert_fresh_client_served,

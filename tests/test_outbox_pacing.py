@@ -63,10 +63,14 @@ class Canary:
             self.error = repr(error)
 
     def check(self) -> None:
+        """A few more round trips after the abuse, then all must have been prompt."""
+        wanted = len(self.round_trips) + 3
+        wait_for(
+            lambda: len(self.round_trips) >= wanted or self.error, 10, what="canary round trips"
+        )
         self._stop.set()
         self._thread.join(15)
         assert self.error is None, self.error
-        assert len(self.round_trips) >= 3, "the canary never got going"
         assert max(self.round_trips) < CANARY_BOUND, max(self.round_trips)
         self.wire.close()
 

@@ -44,13 +44,38 @@ async def test_signal_closes_clients_with_1001_and_exits_0(proc, signum) -> None
     assert "Traceback" not in log and "stopped" in log
 
 
-def test_healthz_and_pages_are_served(proc) -> None:
-    with urllib.request.urlopen(proc.url("/healthz"), timeout=5) as response:
-        body = json.loads(response.read())
-    assert body["status"] == "ok" and body["connections"] == 0
+async def test_healthz_and_pages_are_served(proc) -> None:
+    """What a user opens first, fetched from the real process, and the hub spoken on /ws."""
+    health = json.loads(await asyncio.to_thread(fetch, proc.url("/healthz")))
+    assert health["status"] == "ok" and health["connections"] == 0
+    assert "<script" in (await asyncio.to_thread(fetch, proc.url("/"))).decode()
+    assert "<canvas" in (await asyncio.to_thread(fetch, proc.url("/whiteboard"))).decode()
+    assert b"export function connect" in await asyncio.to_thread(fetch, proc.url("/static/hub.js"))
+    ann = await JsonClient.open(f"ws://127.0.0.1:{proc.port}/ws?name=ann")
+    bob = await JsonClient.open(f"ws://127.0.0.1:{proc.port}/ws?name=bob")
+    for client in (ann, bob):
+        await client.expect("welcome")
+        await client.join("lobby")
+    await ann.expect("presence")
+    bob.send({"type": "publish", "room": "lobby", "data": "hi", "id": 1})
+    message = await ann.expect("message")
+    assert (message["from"], message["data"], message["seq"]) == ("bob", "hi", 1)
+    assert (await bob.expect("message"))["seq"] == 1
+    assert await bob.expect("ack") == {"type": "ack", "id": 1, "seq": 1}
+    health = json.loads(await asyncio.to_thread(fetch, proc.url("/healthz")))
+    assert (health["connections"], health["rooms"], health["published"]) == (2, 1, 1)
     assert "listening on http://127.0.0.1:" in proc.log()
     if batch_writer.send_many is not None:  # the C helper is built: the server uses it
         assert f"fan-out sends on {batch_writer.default_threads()} thread(s)" in proc.log()
+    ann.close()
+    bob.close()
+
+
+def fetch(url: str) -> bytes:
+    """GET ``url``; it must answer 200."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        return response.read()
 
 
 def test_config_file_is_read_and_flags_override_it(tmp_path, restore_options) -> None:

@@ -64,7 +64,8 @@ def test_deeply_nested_json_is_bad_json_not_a_crash() -> None:
 
 
 def test_message_frame_is_compact_json_with_every_field() -> None:
-    frame = protocol.message_frame("r", 3, "ann", {"t": "é"}, 1700000000000)
+    sender = {"client_id": "a-1", "name": "ann", "user": "u42"}
+    frame = protocol.message_frame("r", 3, sender, {"t": "é"}, 1700000000000)
     assert frame[0] == 0x81  # FIN + text
     body = json.loads(frame[2:])
     assert body == {
@@ -72,28 +73,25 @@ def test_message_frame_is_compact_json_with_every_field() -> None:
         "room": "r",
         "seq": 3,
         "from": "ann",
+        "client_id": "a-1",
+        "user": "u42",
         "data": {"t": "é"},
         "ts": 1700000000000,
     }
+    assert protocol.frame_text(frame) == frame[2:].decode()
     assert b", " not in frame and "é".encode() in frame
 
 
 def test_overflowing_float_data_cannot_be_relayed() -> None:
     command = parse('{"type":"publish","room":"r","data":1e999}')
     with pytest.raises(ProtocolError) as caught:
-        protocol.message_frame("r", 1, "x", command.data, 0)
+        protocol.message_frame("r", 1, {"name": "x"}, command.data, 0)
     assert caught.value.code == protocol.BAD_REQUEST
-
-
-def test_display_names() -> None:
-    assert protocol.valid_display_name("a" * 64)
-    assert not protocol.valid_display_name("a" * 65)
-    assert not protocol.valid_display_name("")
 
 
 def test_lone_surrogates_are_relayed_escaped_not_crashed_on() -> None:
     command = parse('{"type":"publish","room":"r","data":"a\\udfffb","id":"\\ud800"}')
-    frame = protocol.message_frame("r", 1, "x", command.data, 0)
+    frame = protocol.message_frame("r", 1, {"name": "x"}, command.data, 0)
     assert b"\\udfff" in frame and json.loads(frame[2:])["data"] == "a\udfffb"
     ack = protocol.encode({"type": "ack", "id": command.request_id})
     assert json.loads(ack[2:])["id"] == "\ud800"

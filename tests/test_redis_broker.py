@@ -62,7 +62,8 @@ class Node:
             self.log.append(f"ack {seq}")
             future.set_result((seq, error))
 
-        self.broker.publish(room, "ann", {"text": text}, kw.get("ephemeral", False), done)
+        sender = {"client_id": "ann", "name": "ann"}
+        self.broker.publish(room, sender, {"text": text}, kw.get("ephemeral", False), done)
         return await asyncio.wait_for(future, 5)
 
 

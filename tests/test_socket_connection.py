@@ -6,8 +6,10 @@ import asyncio
 import socket
 import struct
 
+from handlers.diagnostics import Diagnostics
 from handlers.socket_connection import SocketConnection
 from tests.hostile.wire import OP_CLOSE, encode_frame
+from tests.support import wait_until
 
 
 class RecordingHandler:
@@ -39,11 +41,11 @@ async def read_until_eof(sock: socket.socket) -> bytes:
 
 def test_a_client_gone_before_the_hand_off_is_reported_once_and_not_counted() -> None:
     handler = RecordingHandler()
-    connection = SocketConnection(handler, 1024)
-    before = SocketConnection.open_sockets
+    counters = Diagnostics()
+    connection = SocketConnection(handler, 1024, counters)
     connection.connection_lost(None)
     connection.connection_lost(None)
-    assert handler.closed == 1 and SocketConnection.open_sockets == before
+    assert handler.closed == 1 and counters.open_sockets == 0
     assert connection.write(b"late") == 0
 
 
@@ -51,14 +53,13 @@ async def test_early_output_first_then_early_input_then_the_close_handshake() ->
     server_side, client_side = socket.socketpair()
     client_side.setblocking(False)
     handler = RecordingHandler()
-    connection = SocketConnection(handler, 1024)
+    counters = Diagnostics()
+    connection = SocketConnection(handler, 1024, counters)
     connection.write(b"HELLO ")  # written before the transport exists
     connection.received_early(encode_frame(b"early"))
-    before = SocketConnection.open_sockets
-    timers_before = SocketConnection.armed_timers  # process-wide: earlier tests' loops
     loop = asyncio.get_running_loop()
     await loop.connect_accepted_socket(lambda: connection, server_side)
-    assert SocketConnection.open_sockets == before + 1
+    assert counters.open_sockets == 1
     await loop.sock_sendall(
         client_side, encode_frame(b"next") + encode_frame(struct.pack("!H", 4002), OP_CLOSE)
     )
@@ -68,9 +69,5 @@ async def test_early_output_first_then_early_input_then_the_close_handshake() ->
     assert handler.messages == ["early", "next"] and handler.closed == 1
     assert handler.flushed == 1  # queued replies were flushed before the close frame
     client_side.close()
-    for _ in range(100):
-        if SocketConnection.open_sockets == before:
-            break
-        await asyncio.sleep(0.01)
-    assert SocketConnection.open_sockets == before
-    assert SocketConnection.armed_timers == timers_before
+    await wait_until(lambda: counters.open_sockets == 0)
+    assert counters.armed_timers == 0

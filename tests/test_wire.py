@@ -2,10 +2,13 @@
 
 import os
 import struct
+import subprocess
+import sys
 
 import pytest
 
 from handlers.wire import FrameParser, WireError, parse_close, unmask
+from tests.support import REPO
 
 
 def client_frame(payload: bytes, opcode: int = 1, fin: bool = True, rsv: int = 0) -> bytes:
@@ -109,3 +112,16 @@ def test_truncated_utf8_at_the_end_of_a_fragmented_message_is_invalid() -> None:
     parser = FrameParser(1000)
     parser.feed(client_frame(b"ab", fin=False) + client_frame(b"\xe2\x82", opcode=0))
     assert parser.error is not None and parser.error.code == 1007
+
+
+def test_the_parser_and_rfc6455_module_load_without_tornado() -> None:
+    """handlers.wire and hub.frames are I/O-free: importing them pulls in no Tornado."""
+    probe = (
+        "import sys, handlers.wire, hub.frames; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tornado'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

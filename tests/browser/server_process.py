@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.support import handoff_args
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER_SCRIPT = REPO / "server.py"
 LISTENING = re.compile(r"http://127\.0\.0\.1:(\d+)/")
@@ -44,6 +46,7 @@ class ServerProcess:
             "--host=127.0.0.1",
             f"--port={self.port}",
             "--logging=info",
+            *handoff_args(),
             *self.options,
         ]
         self.proc = subprocess.Popen(

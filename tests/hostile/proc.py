@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -13,6 +14,8 @@ import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+from tests.support import handoff_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)/")
@@ -27,16 +30,18 @@ class HubProcess:
     provokes thousands of warnings must not fill the pipe and freeze the server.
     """
 
-    def __init__(self, *args: str, start_timeout: float = 15.0) -> None:
+    def __init__(self, *args: str, start_timeout: float = 15.0, nofile: int | None = None) -> None:
+        """``nofile``: the open-file limit (soft and hard), to run the server out of them."""
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "server.py"), "--port=0", *args],
+            [sys.executable, os.path.join(REPO, "server.py"), "--port=0", *handoff_args(), *args],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
+            preexec_fn=None if nofile is None else lambda: _limit_files(nofile),
         )
         self.lines: list[str] = []
         self._port: int | None = None
@@ -108,6 +113,10 @@ class HubProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _limit_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 def wait_for(
