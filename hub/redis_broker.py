@@ -235,6 +235,8 @@ class RedisBroker:
                 waiting, room.waiting = room.waiting, []
                 for _, _, resume in waiting:
                     resume()
+                if room.subscribed is not None and not room.subscribed.done():
+                    room.subscribed = None  # unconfirmed: subscribe again on the next join
 
     async def _check(self) -> None:
         """Heartbeat, and reap the members of nodes whose heartbeat expired."""
@@ -502,7 +504,12 @@ class RedisBroker:
         for name in new:
             rooms[name].subscribed = loop.create_future()
         if new:
-            await self.pubsub.subscribe(*(channel(name) for name in new))
+            try:
+                await self.pubsub.subscribe(*(channel(name) for name in new))
+            except BaseException:
+                for name in new:  # not subscribed: the next join asks again
+                    rooms[name].subscribed = None
+                raise
         waits = [asyncio.shield(room.subscribed) for room in rooms.values() if room.subscribed]
         await asyncio.wait_for(asyncio.gather(*waits), 5.0)
 
