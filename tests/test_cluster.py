@@ -5,10 +5,13 @@ Each test names the point of the scale-out promise it checks (docs/scaling.md).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -343,3 +346,49 @@ def test_nodes_share_rooms_over_rediss_and_unix_sockets(transport: str) -> None:
     finally:
         nodes.close()
         redis.stop()
+
+
+def api(node: HubProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One backend API call to ``node`` (key ``k1``): (status, JSON answer)."""
+    request = urllib.request.Request(
+        node.url(path),
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer k1"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_backend_api_works_on_any_node_and_covers_all_nodes(nodes: Nodes) -> None:
+    a, b = nodes.start("--api_key=k1"), nodes.start("--api_key=k1")
+    ann, bob = nodes.client(a, "ann"), nodes.client(b, "bob")
+    join(ann, "r")
+    join(bob, "r")
+    status, published = api(b, "POST", "/api/publish", {"room": "r", "data": "from b"})
+    assert status == 200 and published["seq"] == 1
+    got = until(ann, lambda m: m["type"] == "message")  # on the other node
+    assert (got["from"], got["seq"], got["data"]) == ("server", 1, "from b")
+    assert "client_id" not in got and "user" not in got
+    assert api(a, "GET", "/api/rooms") == (200, {"rooms": [{"room": "r", "member_count": 2}]})
+    status, room = api(a, "GET", "/api/rooms/r")
+    assert status == 200 and room["epoch"] == published["epoch"] and room["seq"] == 1
+    assert sorted(m["name"] for m in room["members"]) == ["ann", "bob"]
+    status, history = api(a, "GET", "/api/rooms/r/history?since=0")
+    assert status == 200 and [m["data"] for m in history["messages"]] == ["from b"]
+    status, broadcast = api(a, "POST", "/api/broadcast", {"rooms": ["r", "user:x"], "data": 2})
+    assert status == 200 and [r["seq"] for r in broadcast["results"]] == [2, 1]
+    assert until(bob, lambda m: m["type"] == "message" and m["seq"] == 2)["data"] == 2
+    assert api(b, "POST", "/api/disconnect", {"client_id": ann.client_id}) == (
+        200,
+        {"disconnected": 1},
+    )
+    assert ann.ending().code == 4005
+    wait_for(lambda: len(api(a, "GET", "/api/stats")[1]["nodes"]) == 2, 5, what="both nodes")
+    stats = api(a, "GET", "/api/stats")[1]
+    assert sorted(n["node"] for n in stats["nodes"]) == sorted(
+        [a.health()["node"], b.health()["node"]]
+    )
