@@ -102,9 +102,15 @@ def full_suite() -> list[Case]:
         Case(
             "big-resume",
             "abuse",
-            "issue 11.4: a room holding 100 messages of 60 KB; a client with a 16 KiB receive"
-            " window joins with since 0 and reads promptly; a canary throughout",
-            {"attack": "big-resume", "messages": 100, "size": 60_000},
+            "issue 11.4: a room holding 100 messages of 60 KB (history_bytes off, so all 6 MB"
+            " are kept); a client with a 16 KiB receive window joins with since 0 and reads"
+            " promptly; a canary throughout",
+            {
+                "attack": "big-resume",
+                "messages": 100,
+                "size": 60_000,
+                "server_args": ["--history_bytes=0"],
+            },
         ),
         *abuse_memory_cases(),
     ]
@@ -191,7 +197,12 @@ def quick_suite() -> list[Case]:
         Case(
             "big-resume-quick",
             "abuse",
-            "resume of 30 messages of 60 KB (quick)",
-            {"attack": "big-resume", "messages": 30, "size": 60_000},
+            "resume of 30 messages of 60 KB, history_bytes off (quick)",
+            {
+                "attack": "big-resume",
+                "messages": 30,
+                "size": 60_000,
+                "server_args": ["--history_bytes=0"],
+            },
         ),
     ]
