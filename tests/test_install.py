@@ -71,12 +71,15 @@ def _decoys(tmp: Path) -> Path:
 
 
 def _installed_top_level(bin_dir: Path) -> list[str]:
-    """Top-level names the installed distribution put into the venv."""
+    """Top-level names the installed distribution put into the venv (asked from the
+    venv's own directory: in the repository, its *.egg-info would answer instead)."""
     code = (
         "import importlib.metadata as m, json; "
         "print(json.dumps(sorted({str(f).split('/')[0] for f in m.files('tornado-wshub')})))"
     )
-    out = subprocess.run([bin_dir / "python", "-c", code], capture_output=True, text=True)
+    out = subprocess.run(
+        [bin_dir / "python", "-c", code], capture_output=True, text=True, cwd=bin_dir.parent
+    )
     return json.loads(out.stdout)
 
 
