@@ -3,7 +3,6 @@ with one node on the memory broker in the same benchmark run.
 
 * ``cluster-fanout``: N subscribers split over 2 nodes, one publisher on the
   first; server CPU per delivery summed over the nodes, Redis's CPU per message.
-  Nodes sharing one machine get ``--send_threads`` = cores / nodes each.
 * ``cluster-publish``: one node publishing through Redis to a 10-member room
   as fast as its ack window allows; messages/s and CPU per message.
 * ``join-storm``: N clients connect and join one room; seconds until all joined.
@@ -71,10 +70,6 @@ async def redis_server(host: str = "127.0.0.1") -> AsyncIterator[tuple[str, int]
 async def cluster(env: Env, nodes: int, broker: str | None) -> AsyncIterator[list[ServerProcess]]:
     """``nodes`` of our server, on ``broker`` (None: the memory broker)."""
     extra = [f"--broker={broker}"] if broker else []
-    if nodes > 1:
-        # Nodes on one machine share its cores: each gets its share of sending
-        # threads, as one would deploy them (the default is one per core each).
-        extra.append(f"--send_threads={max(1, (os.cpu_count() or 1) // nodes)}")
     async with running_server(env, OURS, extra) as first:
         if nodes == 1:
             yield [first]
