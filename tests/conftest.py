@@ -85,3 +85,15 @@ def restore_options() -> Iterator[Any]:
     yield server.options
     for name, value in saved.items():
         setattr(server.options, name, value)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[Any]:
+    """A real redis-server on a free loopback port for one test (skips, saying how
+    to install it, without one); `tests.redis_server.RedisServer`."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()

@@ -26,14 +26,6 @@ from tests.redis_server import RedisServer
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 class Nodes:
     """Server processes on one Redis; all stopped at the end of the test."""
 

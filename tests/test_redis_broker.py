@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 from redis import Redis as SyncRedis
 
 from hub.redis_broker import UNAVAILABLE, JoinResult, RedisBroker, payload
 from tests.redis_server import RedisServer
 from tests.support import wait_until
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 class Node:
@@ -67,18 +59,23 @@ class Node:
         return await asyncio.wait_for(future, 5)
 
 
-async def two_nodes(server: RedisServer, **kw: Any) -> tuple[Node, Node]:
+@asynccontextmanager
+async def two_nodes(server: RedisServer, **kw: Any) -> AsyncIterator[tuple[Node, Node]]:
+    """Two started nodes on ``server``, stopped (their members removed) afterwards."""
     a, b = Node(server.url, **kw), Node(server.url, **kw)
     await a.broker.start()
     await b.broker.start()
-    return a, b
+    try:
+        yield a, b
+    finally:
+        for node in (a, b):
+            await node.broker.stop()
 
 
 async def test_a_message_reaches_every_node_once_with_the_same_fields(
     redis_server: RedisServer,
 ) -> None:
-    a, b = await two_nodes(redis_server)
-    try:
+    async with two_nodes(redis_server) as (a, b):
         await a.join("r", "ann")
         joined = await b.join("r", "bob")
         assert joined is not None and joined.member_count == 2
@@ -95,16 +92,12 @@ async def test_a_message_reaches_every_node_once_with_the_same_fields(
         assert a.messages() == b.messages()
         assert a.messages()[0]["seq"] == 1 and a.messages()[0]["data"] == {"text": "hi"}
         assert a.log == ["deliver 1", "ack 1"]  # the ack follows the sender's own copy
-    finally:
-        await a.broker.stop()
-        await b.broker.stop()
 
 
 async def test_seq_is_gap_free_and_ordered_while_both_nodes_publish(
     redis_server: RedisServer,
 ) -> None:
-    a, b = await two_nodes(redis_server)
-    try:
+    async with two_nodes(redis_server) as (a, b):
         await a.join("r", "ann")
         await b.join("r", "bob")
         count = 200
@@ -120,16 +113,12 @@ async def test_seq_is_gap_free_and_ordered_while_both_nodes_publish(
                     seq = int(entry.split()[1])
                     assert node.log.index(f"deliver {seq}") < node.log.index(entry)
         assert a.messages() == b.messages()
-    finally:
-        await a.broker.stop()
-        await b.broker.stop()
 
 
 async def test_resume_on_another_node_replays_exactly_what_was_missed(
     redis_server: RedisServer,
 ) -> None:
-    a, b = await two_nodes(redis_server)
-    try:
+    async with two_nodes(redis_server) as (a, b):
         first = await a.join("r", "ann")
         assert first is not None
         for i in range(5):
@@ -139,16 +128,12 @@ async def test_resume_on_another_node_replays_exactly_what_was_missed(
         assert [json.loads(payload(f))["seq"] for f in resumed.replay.frames] == [3, 4, 5]
         stale = await b.join("r", "ann3", since=2, epoch="0000")
         assert stale is not None and stale.replay.gap and len(stale.replay.frames) == 5
-    finally:
-        await a.broker.stop()
-        await b.broker.stop()
 
 
 async def test_a_killed_nodes_members_leave_within_the_node_timeout(
     redis_server: RedisServer,
 ) -> None:
-    a, b = await two_nodes(redis_server, node_timeout=1.0)
-    try:
+    async with two_nodes(redis_server, node_timeout=1.0) as (a, b):
         await a.join("r", "ann")
         await b.join("r", "bob")
         for task in a.broker._tasks:  # a dies: no heartbeat, no goodbye
@@ -158,17 +143,12 @@ async def test_a_killed_nodes_members_leave_within_the_node_timeout(
         assert [p["member"]["client_id"] for p in leave] == ["ann"]
         again = await b.join("r", "bob")
         assert again is not None and again.member_count == 1
-    finally:
-        await b.broker.stop()
-        await a.broker.pubsub.aclose()
-        await a.broker.client.aclose()
 
 
 async def test_redis_restart_unavailable_then_back_with_a_new_epoch(
     redis_server: RedisServer,
 ) -> None:
-    a, b = await two_nodes(redis_server)
-    try:
+    async with two_nodes(redis_server) as (a, b):
         first = await a.join("r", "ann")
         await b.join("r", "bob")
         assert first is not None
@@ -192,16 +172,12 @@ async def test_redis_restart_unavailable_then_back_with_a_new_epoch(
         resumed = await b.join("r", "bob2", since=1, epoch=first.epoch)
         assert resumed is not None and resumed.replay.gap and resumed.epoch != first.epoch
         assert all(m["data"]["text"] != "lost" for m in b.messages())
-    finally:
-        await a.broker.stop()
-        await b.broker.stop()
 
 
 async def test_a_join_right_behind_the_last_leave_keeps_the_room_subscribed(
     redis_server: RedisServer,
 ) -> None:
-    a, b = await two_nodes(redis_server)
-    try:
+    async with two_nodes(redis_server) as (a, b):
         await a.join("r", "ann")
         await b.join("r", "bob")
         a.broker.leave("r", {"client_id": "ann", "name": "ann"})  # the last one here...
@@ -209,28 +185,20 @@ async def test_a_join_right_behind_the_last_leave_keeps_the_room_subscribed(
         assert joined is not None
         await b.publish("r", "still here?")
         await wait_until(lambda: any(m["data"] == {"text": "still here?"} for m in a.messages()))
-    finally:
-        await a.broker.stop()
-        await b.broker.stop()
 
 
 async def test_a_request_to_every_node_sums_their_answers(redis_server: RedisServer) -> None:
-    a, b = await two_nodes(redis_server)
-    try:
+    async with two_nodes(redis_server) as (a, b):
         seen: dict[str, list[dict]] = {"a": [], "b": []}
         a.broker.control_handler = lambda request: seen["a"].append(request) or 2
         b.broker.control_handler = lambda request: seen["b"].append(request) or 3
         request = {"disconnect": {"user": "42"}}
         assert await b.broker.everywhere(request) == 5
         assert seen == {"a": [request], "b": [request]}
-    finally:
-        await a.broker.stop()
-        await b.broker.stop()
 
 
 async def test_each_node_shares_its_numbers(redis_server: RedisServer) -> None:
-    a, b = await two_nodes(redis_server)
-    try:
+    async with two_nodes(redis_server) as (a, b):
         a.broker.stats_source = lambda: {"node": "a", "connections": 3}
         b.broker.stats_source = lambda: {"node": "b", "connections": 4}
 
@@ -240,6 +208,3 @@ async def test_each_node_shares_its_numbers(redis_server: RedisServer) -> None:
         await wait_until(both, timeout=5)
         stats = sorted(await a.broker.node_stats(), key=lambda s: s["node"])
         assert stats == [{"node": "a", "connections": 3}, {"node": "b", "connections": 4}]
-    finally:
-        await a.broker.stop()
-        await b.broker.stop()

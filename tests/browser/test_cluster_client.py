@@ -4,22 +4,11 @@ chat page counts members over the presence limit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.browser.test_hub_client import SETUP, run
-from tests.redis_server import RedisServer
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_a_join_refused_while_redis_is_down_is_retried_until_it_is_back(
