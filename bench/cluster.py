@@ -91,25 +91,48 @@ def cpu_of(pids: list[int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 
 
+class CpuMeter:
+    """CPU seconds the servers (summed) and Redis used since it was made."""
+
+    def __init__(self, servers: list[ServerProcess], redis_pid: int | None) -> None:
+        self.pids = [s.pid for s in servers]
+        self.redis_pid = redis_pid
+        self.servers0 = cpu_of(self.pids)
+        self.redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
+
+    def read(self) -> tuple[float, float | None]:
+        """(server CPU s, Redis CPU s or None without Redis)."""
+        redis = cpu_seconds(self.redis_pid) - self.redis0 if self.redis_pid else None
+        return cpu_of(self.pids) - self.servers0, redis
+
+
+@asynccontextmanager
+async def joined(
+    env: Env, label: str, servers: list[ServerProcess], clients: int, room: str, probe_every: int
+) -> AsyncIterator[WorkerPool]:
+    """``clients`` subscribers spread over ``servers``, all joined to ``room``."""
+    pool = WorkerPool(split_configs(env, servers, clients, room=room, probe_every=probe_every))
+    try:
+        await pool.wait_for("ready", 600, ramp_tick(env, label, pool, clients))
+        yield pool
+        await pool.stop()
+    finally:
+        pool.close()
+
+
 async def _fanout_once(
     env: Env, label: str, nodes: int, broker: str | None, redis_pid: int | None, p: dict[str, Any]
 ) -> dict[str, Any]:
     subscribers, room = p["subscribers"], "bench-room"
     async with cluster(env, nodes, broker) as servers:
-        pool = WorkerPool(
-            split_configs(env, servers, subscribers, room=room, probe_every=subscribers // 100)
-        )
-        try:
-            t_ramp = time.monotonic()
-            await pool.wait_for("ready", 600, ramp_tick(env, label, pool, subscribers))
+        t_ramp = time.monotonic()
+        async with joined(env, label, servers, subscribers, room, subscribers // 100) as pool:
             ramp_s = time.monotonic() - t_ramp
             pub = await connect_publisher(servers[0].host, servers[0].port, room)
             for server in servers:
                 await wait_quiet(server.pid)
-            pids = [s.pid for s in servers]
             base = pool.total("received")
-            cpu0 = cpu_of(pids)
-            redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
+            meter = CpuMeter(servers, redis_pid)
             t0 = time.monotonic()
             res = await publish(pub, p["messages"], p.get("size", 100), p.get("window", 32))
             expected = subscribers * res.sent
@@ -118,12 +141,8 @@ async def _fanout_once(
                 await asyncio.sleep(0.02)
             wall = time.monotonic() - t0
             received = pool.total("received") - base
-            server_cpu = cpu_of(pids) - cpu0
-            redis_cpu = (cpu_seconds(redis_pid) - redis0) if redis_pid else 0.0
+            server_cpu, redis_cpu = meter.read()
             pub.close()
-            await pool.stop()
-        finally:
-            pool.close()
     env.progress.done()
     return {
         "nodes": nodes,
@@ -133,7 +152,9 @@ async def _fanout_once(
         "lost": expected - received,
         "deliveries_per_s": received / max(wall, 1e-9),
         "server_cpu_us_per_delivery": server_cpu * 1e6 / received if received else None,
-        "redis_cpu_us_per_message": redis_cpu * 1e6 / res.sent if redis_pid and res.sent else None,
+        "redis_cpu_us_per_message": redis_cpu * 1e6 / res.sent
+        if redis_cpu is not None and res.sent
+        else None,
         "ramp_s": ramp_s,
     }
 
@@ -150,24 +171,19 @@ async def _publish_once(
     env: Env, label: str, broker: str | None, redis_pid: int | None, p: dict[str, Any]
 ) -> dict[str, Any]:
     members, room = p["members"], "bench-small"
-    async with cluster(env, 1, broker) as servers:
-        pool = WorkerPool(split_configs(env, servers, members, room=room, probe_every=0))
-        try:
-            await pool.wait_for("ready", 60, ramp_tick(env, label, pool, members))
-            pub = await connect_publisher(servers[0].host, servers[0].port, room)
-            await wait_quiet(servers[0].pid)
-            env.progress.update(f"[{label}] publishing {p['messages']:,} messages")
-            cpu0 = cpu_seconds(servers[0].pid)
-            redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
-            t0 = time.monotonic()
-            res = await publish(pub, p["messages"], p.get("size", 100), p.get("window", 256))
-            wall = time.monotonic() - t0
-            server_cpu = cpu_seconds(servers[0].pid) - cpu0
-            redis_cpu = (cpu_seconds(redis_pid) - redis0) if redis_pid else 0.0
-            pub.close()
-            await pool.stop()
-        finally:
-            pool.close()
+    async with (
+        cluster(env, 1, broker) as servers,
+        joined(env, label, servers, members, room, 0),
+    ):
+        pub = await connect_publisher(servers[0].host, servers[0].port, room)
+        await wait_quiet(servers[0].pid)
+        env.progress.update(f"[{label}] publishing {p['messages']:,} messages")
+        meter = CpuMeter(servers, redis_pid)
+        t0 = time.monotonic()
+        res = await publish(pub, p["messages"], p.get("size", 100), p.get("window", 256))
+        wall = time.monotonic() - t0
+        server_cpu, redis_cpu = meter.read()
+        pub.close()
     env.progress.done()
     return {
         "members": members,
@@ -176,7 +192,7 @@ async def _publish_once(
         "messages_per_s": res.acked / max(wall, 1e-9),
         "server_cpu_us_per_message": server_cpu * 1e6 / res.acked if res.acked else None,
         "redis_cpu_us_per_message": redis_cpu * 1e6 / res.acked
-        if redis_pid and res.acked
+        if redis_cpu is not None and res.acked
         else None,
     }
 
@@ -193,18 +209,13 @@ async def _storm_once(
 ) -> dict[str, Any]:
     clients = p["clients"]
     async with cluster(env, nodes, broker) as servers:
-        pool = WorkerPool(split_configs(env, servers, clients, room="storm", probe_every=0))
-        try:
-            cpu0 = cpu_of([s.pid for s in servers])
-            t0 = time.monotonic()
-            await pool.wait_for("ready", 600, ramp_tick(env, label, pool, clients))
+        meter = CpuMeter(servers, None)
+        t0 = time.monotonic()
+        async with joined(env, label, servers, clients, "storm", 0) as pool:
             seconds = time.monotonic() - t0
-            server_cpu = cpu_of([s.pid for s in servers]) - cpu0
+            server_cpu, _ = meter.read()
             failed = pool.total("failed", "ready")
             health = await asyncio.to_thread(servers[0].healthz, 30.0)
-            await pool.stop()
-        finally:
-            pool.close()
     env.progress.done()
     return {
         "nodes": nodes,
