@@ -266,7 +266,10 @@ class DisconnectHandler(ApiHandler):
         value = user if user is not None else client_id
         if not isinstance(value, str) or not value:
             raise ApiError(400, '"user" and "client_id" must be non-empty strings')
-        count = await self.hub.disconnect_everywhere(user=user, client_id=client_id)
+        try:
+            count = await self.hub.disconnect_everywhere(user=user, client_id=client_id)
+        except BrokerUnavailable as error:
+            raise ApiError(503, str(error)) from None
         self.send_json({"disconnected": count})
 
 

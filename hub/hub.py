@@ -232,7 +232,10 @@ class Hub:
         everywhere = getattr(self.broker, "everywhere", None)
         if everywhere is None:
             return self.disconnect_where(user=user, client_id=client_id)
-        return await everywhere({"disconnect": {"user": user, "client_id": client_id}})
+        count = await everywhere({"disconnect": {"user": user, "client_id": client_id}})
+        if count is None:
+            raise BrokerUnavailable("the other nodes")
+        return count
 
     def _on_control(self, request: dict[str, Any]) -> int:
         """A request from any node of a shared broker (see `disconnect_everywhere`)."""

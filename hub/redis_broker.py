@@ -347,22 +347,30 @@ class RedisBroker:
 
         asyncio.ensure_future(answer())
 
-    async def everywhere(self, request: dict[str, Any], timeout: float = 2.0) -> int:
+    async def everywhere(self, request: dict[str, Any], timeout: float = 2.0) -> int | None:
         """Have every live node run ``control_handler(request)``; the sum of their
-        answers (nodes that do not answer within ``timeout`` count 0)."""
-        nodes = await self.rooms_store.live_nodes()
-        reply_key = f"wshub:reply:{self.node}:{next(self._tokens)}"
-        await self.client.publish(CONTROL, f"{reply_key} {json.dumps(request)}")
+        answers (nodes that do not answer within ``timeout`` count 0), or None when
+        Redis cannot be reached."""
+        try:
+            nodes = await self.rooms_store.live_nodes()
+            reply_key = f"wshub:reply:{self.node}:{next(self._tokens)}"
+            await self.client.publish(CONTROL, f"{reply_key} {json.dumps(request)}")
+        except (RedisError, OSError) as error:
+            self._set_connected(False, error)
+            return None
         total, answered = 0, 0
         deadline = time.monotonic() + timeout
         while answered < len(nodes):
             left = deadline - time.monotonic()
             if left <= 0:
-                log.warning(
-                    "redis: %d of %d nodes did not answer", len(nodes) - answered, len(nodes)
-                )
+                missing = len(nodes) - answered
+                log.warning("redis: %d of %d nodes did not answer", missing, len(nodes))
                 break
-            reply = await self.client.blpop([reply_key], timeout=max(left, 0.01))
+            try:  # in steps below the client's socket timeout (2 s)
+                reply = await self.client.blpop([reply_key], timeout=min(max(left, 0.01), 1.0))
+            except (RedisError, OSError) as error:
+                self._set_connected(False, error)
+                break
             if reply is None:
                 continue
             total += int(reply[1])
@@ -371,10 +379,14 @@ class RedisBroker:
 
     async def node_stats(self) -> list[dict[str, Any]]:
         """What every live node last reported of itself (`stats_source`, each second)."""
-        nodes = await self.rooms_store.live_nodes()
-        if not nodes:
+        try:
+            nodes = await self.rooms_store.live_nodes()
+            if not nodes:
+                return []
+            texts = await self.client.mget([f"{node_key(n)}:stats" for n in nodes])
+        except (RedisError, OSError) as error:  # the answering node's own numbers still come
+            self._set_connected(False, error)
             return []
-        texts = await self.client.mget([f"{node_key(n)}:stats" for n in nodes])
         return [json.loads(t) for t in texts if t is not None]
 
     # -- the broker interface -------------------------------------------------------

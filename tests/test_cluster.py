@@ -384,3 +384,21 @@ def test_the_backend_api_works_on_any_node_and_covers_all_nodes(nodes: Nodes) ->
     assert sorted(n["node"] for n in stats["nodes"]) == sorted(
         [a.health()["node"], b.health()["node"]]
     )
+
+
+def test_the_backend_api_answers_503_while_redis_is_down(
+    nodes: Nodes, redis_server: RedisServer
+) -> None:
+    a = nodes.start("--api_key=k1")
+    ann = nodes.client(a, "ann")
+    join(ann, "r")
+    redis_server.stop()
+    wait_for(lambda: a.health()["status"] == "degraded", 5, what="degraded")
+    status, answer = api(a, "POST", "/api/publish", {"room": "r", "data": "lost"})
+    assert (status, answer["error"]["code"]) == (503, "unavailable")
+    status, answer = api(a, "POST", "/api/disconnect", {"client_id": ann.client_id})
+    assert (status, answer["error"]["code"]) == (503, "unavailable")
+    status, stats = api(a, "GET", "/api/stats")  # this node's own numbers still come
+    assert status == 200 and stats["status"] == "degraded" and stats["nodes"] == []
+    assert stats["hub_connections"] == 1
+    assert ann.still_open() == []  # nothing reached ann, and ann is still served
