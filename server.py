@@ -575,11 +575,15 @@ def parse_origins(value: str) -> frozenset[str]:
     return frozenset(origins)
 
 
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise StartupError(f"--port={port} is not a TCP port; use 1-65535 (0 picks a free one)")
+
+
 def listen(host: str, port: int, reuse_port: bool = False) -> list[socket.socket]:
     """Bind the listening sockets: IPv4 or IPv6 as ``host`` is written, and both for
     ``::`` (Tornado binds every address family when given no host)."""
-    if not 0 <= port <= 65535:
-        raise StartupError(f"--port={port} is not a TCP port; use 1-65535 (0 picks a free one)")
+    _check_port(port)
     try:
         return tornado.netutil.bind_sockets(
             port, None if host in ("::", "") else host, reuse_port=reuse_port
@@ -592,8 +596,7 @@ def reserve_port(host: str, port: int) -> tuple[int, list[socket.socket]]:
     """Bind, without listening, the addresses the workers will listen on with
     SO_REUSEPORT: that holds the port (and picks it, for 0) while they start. A
     listening socket here would be handed connections that nobody accepts."""
-    if not 0 <= port <= 65535:
-        raise StartupError(f"--port={port} is not a TCP port; use 1-65535 (0 picks a free one)")
+    _check_port(port)
     held: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in socket.getaddrinfo(

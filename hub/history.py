@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -30,6 +31,27 @@ class Replay:
     gap: bool
     oldest_seq: int
     """Seq of the oldest message still held (last seq + 1 when none is)."""
+
+
+def replay_of(
+    held: Sequence[bytes], epoch: str, seq: int, since: int | None, client_epoch: str | None
+) -> Replay:
+    """What a client that saw up to ``since`` of ``client_epoch`` has missed, of the
+    messages ``held`` (the last ones of ``epoch``, up to ``seq``); every broker's rule.
+
+    A gap is reported when the epoch differs or is missing, when ``since``
+    is beyond the last seq, or when history no longer reaches back to it;
+    the frames are then all that is held. ``since: 0`` without an epoch asks
+    for everything there is: a gap only when history no longer starts at seq 1.
+    """
+    oldest = seq - len(held) + 1
+    if since is None:
+        return Replay([], False, oldest)
+    if since == 0 and client_epoch is None:
+        return Replay(list(held), oldest > 1, oldest)
+    if client_epoch != epoch or since > seq or since < oldest - 1:
+        return Replay(list(held), True, oldest)
+    return Replay(list(islice(held, since - oldest + 1, None)), False, oldest)
 
 
 class RoomHistory:
@@ -84,21 +106,5 @@ class RoomHistory:
         return freed
 
     def replay(self, since: int | None, epoch: str | None) -> Replay:
-        """Frames a client that saw up to ``since`` of ``epoch`` has missed.
-
-        A gap is reported when the epoch differs or is missing, when ``since``
-        is beyond the last seq, or when history no longer reaches back to it;
-        the frames are then all that history still holds. ``since: 0``
-        without an epoch asks for everything there is: a gap only when
-        history no longer starts at seq 1.
-        """
-        oldest = self.oldest_seq
-        held = len(self._frames)
-        if since is None:
-            return Replay([], False, oldest)
-        if since == 0 and epoch is None:
-            return Replay(list(self._frames), oldest > 1, oldest)
-        if epoch != self.epoch or since > self.seq or since < oldest - 1:
-            return Replay(list(self._frames), True, oldest)
-        skip = since - oldest + 1
-        return Replay(list(islice(self._frames, skip, held)), False, oldest)
+        """Frames a client that saw up to ``since`` of ``epoch`` has missed (`replay_of`)."""
+        return replay_of(self._frames, self.epoch, self.seq, since, epoch)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from hub.frames import OP_TEXT, frame
 
@@ -278,6 +279,24 @@ def message_frame(
     Raises `ProtocolError` when ``data`` cannot be re-encoded (it came from
     JSON, so only non-finite floats produced by very large literals can fail).
     """
+    return _relayed(encode, _message(room, seq, sender, data, ts, ephemeral))
+
+
+def message_text(
+    room: str,
+    seq: int | None,
+    sender: dict[str, str],
+    data: Any,
+    ts: int,
+    ephemeral: bool = False,
+) -> str:
+    """The JSON text `message_frame` frames: what a shared broker sends between nodes."""
+    return _relayed(to_json, _message(room, seq, sender, data, ts, ephemeral))
+
+
+def _message(
+    room: str, seq: int | None, sender: dict[str, str], data: Any, ts: int, ephemeral: bool
+) -> dict[str, Any]:
     message: dict[str, Any] = {"type": "message", "room": room}
     if seq is not None:
         message["seq"] = seq
@@ -292,8 +311,15 @@ def message_frame(
     message["ts"] = ts
     if ephemeral:
         message["ephemeral"] = True
+    return message
+
+
+T = TypeVar("T")
+
+
+def _relayed(encoder: Callable[[dict[str, Any]], T], message: dict[str, Any]) -> T:
     try:
-        return encode(message)
+        return encoder(message)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(BAD_REQUEST, f'"data" cannot be relayed: {exc}') from None
 

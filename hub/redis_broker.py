@@ -41,9 +41,17 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub import protocol
-from hub.broker import UNAVAILABLE, JoinResult, PresenceCounts, RoomState, new_node_id
+from hub.broker import (
+    UNAVAILABLE,
+    JoinDone,
+    JoinResult,
+    PresenceCounts,
+    PublishDone,
+    RoomState,
+    new_node_id,
+)
 from hub.frames import OP_TEXT, frame
-from hub.history import Replay
+from hub.history import Replay, replay_of
 from hub.redis_rooms import JoinReply, JoinRequest, RedisRooms, channel, node_key
 
 log = logging.getLogger("wshub.redis")
@@ -65,12 +73,6 @@ otherwise move a 1,000-member list out of Redis per join."""
 Deliver = Callable[[str, bytes, str | None, bool], None]
 
 
-def payload(frame_bytes: bytes) -> bytes:
-    """The payload of one of our own unmasked frames (`hub.frames.frame`)."""
-    length = frame_bytes[1] & 0x7F
-    return frame_bytes[2 + {126: 2, 127: 8}.get(length, 0) :]
-
-
 def split_message(text: str) -> tuple[str, str]:
     """The text of a message frame encoded with seq 0, cut around that seq."""
     marker = '"seq":0'
@@ -78,18 +80,12 @@ def split_message(text: str) -> tuple[str, str]:
     return text[:at], text[at + 1 :]
 
 
-def replay_of(
+def framed_replay(
     texts: list[bytes], epoch: str, seq: int, since: int | None, client_epoch: str | None
 ) -> Replay:
-    """The frames a joiner that saw ``since`` of ``client_epoch`` missed, by the
-    same rules as `hub.history.RoomHistory.replay`."""
-    oldest = seq - len(texts) + 1
-    if since is None:
-        return Replay([], False, oldest)
-    frames = [frame(t, OP_TEXT) for t in texts]
-    if client_epoch != epoch or since > seq or since < oldest - 1:
-        return Replay(frames, True, oldest)
-    return Replay(frames[since - oldest + 1 :], False, oldest)
+    """`hub.history.replay_of` over the message texts Redis keeps, framed."""
+    replay = replay_of(texts, epoch, seq, since, client_epoch)
+    return Replay([frame(t, OP_TEXT) for t in replay.frames], replay.gap, replay.oldest_seq)
 
 
 class _Room:
@@ -151,7 +147,7 @@ class _Join:
     member_json: str
     since: int | None
     epoch: str | None
-    done: Callable[[JoinResult | None], None]
+    done: JoinDone
 
 
 class RedisBroker:
@@ -179,7 +175,7 @@ class RedisBroker:
         self.connected = False
         self._deliver: Deliver = _drop
         self._rooms: dict[str, _Room] = {}
-        self._publishes: list[tuple[str, str, str, Callable[[int | None, str | None], None]]] = []
+        self._publishes: list[tuple[str, str, str, PublishDone]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self.control_handler: Callable[[dict[str, Any]], int] | None = None
@@ -397,7 +393,7 @@ class RedisBroker:
         member: dict[str, str],
         since: int | None,
         epoch: str | None,
-        done: Callable[[JoinResult | None], None],
+        done: JoinDone,
     ) -> None:
         """Add ``member``; ``done`` gets the room's state, or None when Redis is
         unreachable. The joins of one loop iteration go to Redis together."""
@@ -475,7 +471,7 @@ class RedisBroker:
                 reply.member_count,
                 members_json,
                 reply.truncated,
-                replay_of(reply.history, reply.epoch, reply.seq, join.since, join.epoch),
+                framed_replay(reply.history, reply.epoch, reply.seq, join.since, join.epoch),
                 room.after(reply.epoch, reply.seq),
             )
         )
@@ -547,7 +543,7 @@ class RedisBroker:
         sender: dict[str, str],
         data: Any,
         ephemeral: bool,
-        done: Callable[[int | None, str | None], None],
+        done: PublishDone,
     ) -> None:
         """Number, keep and publish a message; ``done(seq, None)`` once this node
         delivered it, or ``done(None, UNAVAILABLE)``."""
@@ -556,18 +552,15 @@ class RedisBroker:
             return
         ts = int(time.time() * 1000)
         if ephemeral:
-            text = payload(protocol.message_frame(room, None, sender, data, ts, True))
+            text = protocol.message_text(room, None, sender, data, ts, True).encode()
             asyncio.ensure_future(self._publish_ephemeral(room, text, done))
             return
-        text = payload(protocol.message_frame(room, 0, sender, data, ts))
-        head, tail = split_message(text.decode())
+        head, tail = split_message(protocol.message_text(room, 0, sender, data, ts))
         if not self._publishes:
             asyncio.get_running_loop().call_soon(self._send_publishes)
         self._publishes.append((room, head, tail, done))
 
-    async def _publish_ephemeral(
-        self, room: str, text: bytes, done: Callable[[int | None, str | None], None]
-    ) -> None:
+    async def _publish_ephemeral(self, room: str, text: bytes, done: PublishDone) -> None:
         try:
             await self.rooms_store.publish_ephemeral(room, text)
         except (RedisError, OSError) as error:
@@ -580,9 +573,7 @@ class RedisBroker:
         batch, self._publishes = self._publishes, []
         asyncio.ensure_future(self._send_batch(batch))
 
-    async def _send_batch(
-        self, batch: list[tuple[str, str, str, Callable[[int | None, str | None], None]]]
-    ) -> None:
+    async def _send_batch(self, batch: list[tuple[str, str, str, PublishDone]]) -> None:
         try:
             replies = await self.rooms_store.publish_many([(r, h, t) for r, h, t, _ in batch])
         except (RedisError, OSError) as error:

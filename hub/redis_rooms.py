@@ -272,31 +272,23 @@ class RedisRooms:
         pipe.sadd(NODES, self.node)
         await pipe.execute()
 
-    async def live_nodes(self) -> list[str]:
-        """Registered nodes whose heartbeat has not expired (this one included)."""
+    async def _heartbeats(self) -> list[tuple[str, bool]]:
+        """Every registered node and whether its heartbeat is still alive."""
         nodes = [_text(n) for n in await self.client.smembers(NODES)]
         if not nodes:
             return []
         pipe = self.client.pipeline(transaction=False)
         for node in nodes:
             pipe.exists(node_key(node))
-        flags = await pipe.execute()
-        return [node for node, flag in zip(nodes, flags, strict=True) if flag]
+        return [(node, bool(flag)) for node, flag in zip(nodes, await pipe.execute(), strict=True)]
+
+    async def live_nodes(self) -> list[str]:
+        """Registered nodes whose heartbeat has not expired (this one included)."""
+        return [node for node, alive in await self._heartbeats() if alive]
 
     async def dead_nodes(self) -> list[str]:
         """Registered nodes whose heartbeat has expired (this one excluded)."""
-        nodes = [_text(n) for n in await self.client.smembers(NODES)]
-        others = [n for n in nodes if n != self.node]
-        if not others:
-            return []
-        alive = await self.client.exists(*[node_key(n) for n in others]) if others else 0
-        if alive == len(others):
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for node in others:
-            pipe.exists(node_key(node))
-        flags = await pipe.execute()
-        return [node for node, flag in zip(others, flags, strict=True) if not flag]
+        return [n for n, alive in await self._heartbeats() if not alive and n != self.node]
 
     async def reap(self, node: str) -> int:
         """Remove every member of ``node`` (dead, or this one stopping), announcing
@@ -363,12 +355,3 @@ class RedisRooms:
                     counts.append((name, int(count)))
         counts.sort(key=lambda item: (-item[1], item[0]))
         return counts[:limit]
-
-    async def room_state(self, room: str) -> tuple[str | None, int, int]:
-        """(epoch, seq, member_count) of a room; epoch None when Redis holds nothing of it."""
-        keys = room_keys(room)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(keys[0], "epoch", "seq")
-        pipe.hlen(keys[2])
-        (epoch, seq), count = await pipe.execute()
-        return (None if epoch is None else _text(epoch)), int(seq or 0), int(count)

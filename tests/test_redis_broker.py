@@ -11,7 +11,8 @@ from typing import Any
 
 from redis import Redis as SyncRedis
 
-from hub.redis_broker import UNAVAILABLE, JoinResult, RedisBroker, payload
+from hub.protocol import frame_text
+from hub.redis_broker import UNAVAILABLE, JoinResult, RedisBroker
 from tests.redis_server import RedisServer
 from tests.support import wait_until
 
@@ -28,7 +29,7 @@ class Node:
         self.broker.attach(self._deliver)
 
     def _deliver(self, room: str, frame: bytes, exclude: str | None, lossy: bool) -> None:
-        message = json.loads(payload(frame))
+        message = json.loads(frame_text(frame))
         self.events.append((room, message, exclude, lossy))
         if message["type"] == "message" and "seq" in message:
             self.log.append(f"deliver {message['seq']}")
@@ -125,7 +126,16 @@ async def test_resume_on_another_node_replays_exactly_what_was_missed(
             await a.publish("r", f"m{i}")
         resumed = await b.join("r", "ann2", since=2, epoch=first.epoch)
         assert resumed is not None and not resumed.replay.gap
-        assert [json.loads(payload(f))["seq"] for f in resumed.replay.frames] == [3, 4, 5]
+        assert [json.loads(frame_text(f))["seq"] for f in resumed.replay.frames] == [3, 4, 5]
+        everything = await b.join("r", "ann4", since=0)  # no epoch: all there is, no gap
+        assert everything is not None and not everything.replay.gap
+        assert [json.loads(frame_text(f))["seq"] for f in everything.replay.frames] == [
+            1,
+            2,
+            3,
+            4,
+            5,
+        ]
         stale = await b.join("r", "ann3", since=2, epoch="0000")
         assert stale is not None and stale.replay.gap and len(stale.replay.frames) == 5
 
