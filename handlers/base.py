@@ -13,10 +13,10 @@ from handlers.deflate import DeflateSettings
 from handlers.diagnostics import Diagnostics
 from handlers.handoff import HandoffMixin, plain_upgrade_key, upgrade_directly, upgrade_refusal
 from handlers.hosts import host_allowed
-from handlers.public_transport import PublicApiTransport
+from handlers.public_sink import PublicApiSink
+from handlers.sink import WebSocketSink
 from handlers.socket_connection import SocketConnection
 from handlers.tornado_compat import trim_handler
-from handlers.transport import WebSocketTransport
 from hub.hub import Hub
 from hub.peer import HUB, Peer
 
@@ -60,14 +60,16 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     `SocketConnection` (see `handlers.handoff`), which calls ``on_message``,
     ``on_pong`` and ``on_close`` just as Tornado would. With ``handoff``
     False (``--handoff=off``) it stays with Tornado and is written to through
-    its public API (`handlers.public_transport`).
+    its public API (`handlers.public_sink`).
     """
 
     kind = HUB
     hub: Hub
     peer: Peer | None = None
     ws_connection = None  # Tornado's protocol object; None once handed off
-    transport: SocketConnection | None = None  # set when we answered the upgrade ourselves
+    socket_connection: SocketConnection | None = None
+    """The connection that takes the socket over when we answered the upgrade
+    ourselves (`handoff.upgrade_directly`); it is the peer's sink from ``open`` on."""
     KEEP_AFTER_HANDOFF = ("hub", "peer", "compression")
     """The only state the handler still needs once its socket is handed off."""
 
@@ -139,21 +141,21 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         peer = Peer(
             self.hub.new_client_id(),
             self.display_name(),
-            self.transport or self._tornado_transport(),
+            self.socket_connection or self._tornado_sink(),
             ip=self.request.remote_ip or "",
             kind=self.kind,
         )
         refusal = self.hub.register(peer)
         if refusal is None:
             self.peer = peer
-        elif self.transport is not None:
-            self.transport.close(*refusal, False)
+        elif self.socket_connection is not None:
+            self.socket_connection.close(*refusal, False)
         else:
             self.close(*refusal)
 
-    def _tornado_transport(self) -> WebSocketTransport:
+    def _tornado_sink(self) -> WebSocketSink:
         """How the hub writes to a connection Tornado keeps."""
-        return WebSocketTransport(self) if self.handoff else PublicApiTransport(self)
+        return WebSocketSink(self) if self.handoff else PublicApiSink(self)
 
     def on_pong(self, data: bytes) -> None:
         if self.peer is not None:
@@ -165,7 +167,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     def on_close(self) -> None:
         if self.peer is not None:
             self.hub.unregister(self.peer)
-            self.peer = None  # handler -> peer -> transport -> handler: let refcounts free it
+            self.peer = None  # handler -> peer -> sink -> handler: let refcounts free it
 
     def flush_queued(self) -> None:
         """Called before a close frame goes out: replies to messages received

@@ -4,12 +4,12 @@
 for it. Written one by one from Python, each ``send()`` holds the GIL, and on
 loopback about three quarters of its cost is kernel work, so a broadcast to
 10,000 members keeps one core busy for ~50 ms while the other idles. Here,
-every peer whose socket can take a direct send (``transport.fd >= 0``: a
-handed-off connection whose transport holds nothing unsent) goes into one
+every peer whose socket can take a direct send (``sink.fd >= 0``: a
+handed-off connection whose asyncio transport holds nothing unsent) goes into one
 ``send_many`` call of the C helper `handlers._fanout`, which releases the GIL
 and spreads the sends over ``threads`` threads. Others, and anything the
-kernel did not take at once, go through the transport as before, which
-buffers it and reports the backlog the hub bounds.
+kernel did not take at once, go through the peer's sink (`hub.peer.Sink`) as
+before, which buffers it and reports the backlog the hub bounds.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from hub.peer import BatchWrite, Peer
 
 try:
     from handlers._fanout import send_many
-except ImportError:  # built without a C compiler: transports only
+except ImportError:  # built without a C compiler: the sinks only
     send_many = None
 
 log = logging.getLogger("wshub.batch_writer")
 
 SMALL_BATCH = 4
-"""Below this many peers a C call buys nothing: write through the transports."""
+"""Below this many peers a C call buys nothing: write through the sinks."""
 
 
 def default_threads() -> int:
@@ -37,7 +37,7 @@ def default_threads() -> int:
 
 
 def make_batch_writer(threads: int) -> BatchWrite:
-    """A batch writer using ``threads`` threads; 0 (or no C helper) = transports only."""
+    """A batch writer using ``threads`` threads; 0 (or no C helper) = the sinks only."""
     if threads <= 0:
         return write_each
     if send_many is None:
@@ -54,7 +54,7 @@ def describe_writer(writer: BatchWrite) -> str:
 
 
 class DirectBatchWriter:
-    """Direct sends without the GIL where the socket allows, transports elsewhere."""
+    """Direct sends without the GIL where the socket allows, the sinks elsewhere."""
 
     __slots__ = ("threads",)
 
@@ -65,13 +65,13 @@ class DirectBatchWriter:
         if len(peers) < SMALL_BATCH:
             return write_each(peers, datas)
         # fd -1 (Tornado's stream, a backlog, closing) is skipped by send_many and
-        # comes back as "0 bytes sent": its transport then writes it all.
-        fds = [peer.transport.fd for peer in peers]
+        # comes back as "0 bytes sent": its sink then writes it all.
+        fds = [peer.sink.fd for peer in peers]
         left: list[tuple[int, int]] = []
         for i, sent in send_many(fds, datas, self.threads):
-            # Not all taken (or an error, which the transport meets again and reports).
+            # Not all taken (or an error, which the sink meets again and reports).
             data = datas[i]
-            backlog = peers[i].transport.write(data[sent:] if sent > 0 else data)
+            backlog = peers[i].sink.write(data[sent:] if sent > 0 else data)
             if backlog:
                 left.append((i, backlog))
         return left

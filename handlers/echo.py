@@ -24,10 +24,10 @@ class EchoSocketHandler(HubSocketBase):
         binary = type(message) is bytes
         if self.ws_connection is not None and self.compression and self.handoff:
             # permessage-deflate may be on: let Tornado compress, then bound the backlog.
-            # (Under --handoff=off the hub's transport calls write_message itself.)
+            # (Under --handoff=off the peer's sink calls write_message itself.)
             self.write_message(message, binary=binary)
             self.hub.note_backlog(peer)
         elif binary:
-            self.hub.send(peer, frame(message, OP_BINARY))
+            self.hub.enqueue(peer, frame(message, OP_BINARY))
         else:
-            self.hub.send(peer, frame(message.encode("utf-8"), OP_TEXT))
+            self.hub.enqueue(peer, frame(message.encode("utf-8"), OP_TEXT))

@@ -108,7 +108,7 @@ async def upgrade_directly(handler: Any, key: str, max_message_size: int) -> Non
     stream = handler.detach()
     handler.set_status(101)
     handler.application.log_request(handler)
-    handler.transport = connection
+    handler.socket_connection = connection
     try:
         handler.open()
         handler.flush_queued()  # the welcome joins the 101 in one write
@@ -142,7 +142,7 @@ class HandoffProtocol(StrictWebSocketProtocol):
             return
         sock, buffered = released
         connection = SocketConnection(handler, self.params.max_message_size, handler.diagnostics)
-        peer.transport = connection
+        peer.sink = connection
         handler.ws_connection = None
         await adopt(handler, connection, sock, buffered)
 

@@ -51,7 +51,8 @@ client that never reads cannot make us produce more for it."""
 class SocketConnection(asyncio.Protocol):
     """One client connection: parses frames in, writes ready-made frames out.
 
-    Implements `hub.peer.Transport`. Events go to the handler's ``on_message``,
+    It is the peer's `hub.peer.Sink` (the hub writes into it); ``transport`` is
+    the asyncio transport under it. Events go to the handler's ``on_message``,
     ``on_pong`` and, once, ``on_close``.
     """
 
@@ -181,7 +182,7 @@ class SocketConnection(asyncio.Protocol):
         self._notify_handler()
         self.transport = None
 
-    # -- hub.peer.Transport -----------------------------------------------------
+    # -- hub.peer.Sink ----------------------------------------------------------
 
     def write(self, data: bytes) -> int:
         if self._close_sent:

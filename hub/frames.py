@@ -91,8 +91,8 @@ def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
 def split_frames(data: bytes) -> list[tuple[int, bytes]]:
     """(opcode, payload) of each whole, unmasked frame in ``data``, as `frame` built them.
 
-    For a transport that must hand Tornado payloads rather than frames
-    (`handlers.public_transport`); ``data`` is always our own output.
+    For a sink that must hand Tornado payloads rather than frames
+    (`handlers.public_sink`); ``data`` is always our own output.
     """
     frames = []
     view = memoryview(data)

@@ -141,7 +141,7 @@ class Hub:
                 peer.bucket = TokenBucket(settings.rate_limit, settings.rate_burst, peer.last_seen)
             if self.verifier is None:
                 welcome = {"type": "welcome", "client_id": peer.client_id, "node": self.broker.node}
-                self.send(peer, protocol.encode(welcome))
+                self.enqueue(peer, protocol.encode(welcome))
             # else `authenticate` welcomes it once its token is accepted
         return None
 
@@ -154,7 +154,7 @@ class Hub:
             grant = self.verifier.verify(token)
         except AuthError as error:
             self.counters.rejected_unauthorized += 1
-            self.send(peer, protocol.error_frame(protocol.UNAUTHORIZED, error.detail))
+            self.enqueue(peer, protocol.error_frame(protocol.UNAUTHORIZED, error.detail))
             self.disconnect(peer, CLOSE_UNAUTHORIZED, "unauthorized")
             return False
         self._apply_grant(peer, grant)
@@ -172,7 +172,7 @@ class Hub:
         }
         if grant.exp is not None:
             welcome["exp"] = grant.exp
-        self.send(peer, protocol.encode(welcome))
+        self.enqueue(peer, protocol.encode(welcome))
         return True
 
     def _apply_grant(self, peer: Peer, grant: Grant) -> None:
@@ -202,7 +202,7 @@ class Hub:
         answer: dict[str, Any] = {"type": "refreshed", "exp": grant.exp}
         if command.request_id is not None:
             answer["id"] = command.request_id
-        self.send(peer, protocol.encode(answer))
+        self.enqueue(peer, protocol.encode(answer))
 
     def _expire_tokens(self, now: float) -> None:
         """Close connections whose token ran out without a refresh (from `sweep`)."""
@@ -211,7 +211,9 @@ class Hub:
         ]
         for peer in expired:
             self.counters.tokens_expired += 1
-            self.send(peer, protocol.error_frame(protocol.TOKEN_EXPIRED, "the token has expired"))
+            self.enqueue(
+                peer, protocol.error_frame(protocol.TOKEN_EXPIRED, "the token has expired")
+            )
             self.disconnect(peer, CLOSE_TOKEN_EXPIRED, "token expired")
 
     def disconnect_where(self, user: str | None = None, client_id: str | None = None) -> int:
@@ -299,7 +301,7 @@ class Hub:
         if not abort:
             self.flush_peer(peer)
         self.unregister(peer)
-        peer.transport.close(code, reason, abort)
+        peer.sink.close(code, reason, abort)
 
     def flush_peer(self, peer: Peer) -> None:
         """Write what is queued to ``peer`` now: due before a close frame."""
@@ -335,12 +337,12 @@ class Hub:
             else:
                 self._leave(peer, command)
         except protocol.ProtocolError as error:
-            self.send(peer, protocol.error_frame(error.code, error.detail, error.request_id))
+            self.enqueue(peer, protocol.error_frame(error.code, error.detail, error.request_id))
 
     def handle_binary(self, peer: Peer) -> None:
         """Binary frames carry nothing on /ws: say so, keep the connection."""
         if self._within_rate(peer):
-            self.send(
+            self.enqueue(
                 peer,
                 protocol.error_frame(protocol.BAD_REQUEST, "binary frames are not used on /ws"),
             )
@@ -372,7 +374,7 @@ class Hub:
                     # No closing handshake: reading on would parse the rest of the flood.
                     self.disconnect(peer, CLOSE_POLICY, "ping rate exceeded", abort=True)
                 return
-        self.send(peer, pong)
+        self.enqueue(peer, pong)
 
     def _within_rate(self, peer: Peer, text: str | None = None) -> bool:
         """Count one incoming message against the peer's rate limit (every kind
@@ -387,7 +389,7 @@ class Hub:
             self.counters.closed_for_rate += 1
             self.disconnect(peer, CLOSE_POLICY, "rate limit exceeded")
         else:
-            self.send(peer, self._rate_limited_frame(bucket, text))
+            self.enqueue(peer, self._rate_limited_frame(bucket, text))
         return False
 
     def _rate_limited_frame(self, bucket: TokenBucket, text: str | None) -> bytes:
@@ -439,13 +441,13 @@ class Hub:
                 self.broker.leave(room, peer.member)
             return
         if result is None:
-            self.send(peer, _unavailable(command.request_id, room))
+            self.enqueue(peer, _unavailable(command.request_id, room))
             return
         if room not in peer.rooms:
             self.outbox.joining(peer, room)  # a broadcast before it joined: not for it
             self.rooms.setdefault(room, {})[peer.client_id] = peer
             peer.rooms.add(room)
-        self.send(
+        self.enqueue(
             peer,
             protocol.joined_frame(
                 room,
@@ -459,7 +461,7 @@ class Hub:
         )
         replay = result.replay
         if replay.gap:
-            self.send(
+            self.enqueue(
                 peer,
                 protocol.error_frame(
                     protocol.HISTORY_GAP,
@@ -469,9 +471,9 @@ class Hub:
                     oldest_seq=replay.oldest_seq,
                 ),
             )
-        self.outbox.send_paced(peer, replay.frames)  # as fast as the peer drains
+        self.outbox.enqueue_paced(peer, replay.frames)  # as fast as the peer drains
         for frame in result.catch_up:  # behind the replay, like every later message
-            self.send(peer, frame)
+            self.enqueue(peer, frame)
 
     def _leave(self, peer: Peer, command: protocol.Leave) -> None:
         if command.room not in peer.rooms:
@@ -479,7 +481,7 @@ class Hub:
                 protocol.NOT_JOINED, f"not in room {command.room}", command.request_id
             )
         self._leave_room(peer, command.room)
-        self.send(peer, protocol.left_frame(command.room, command.request_id))
+        self.enqueue(peer, protocol.left_frame(command.room, command.request_id))
 
     def _leave_room(self, peer: Peer, room: str) -> None:
         self.outbox.leaving(peer, room)  # a broadcast while it was a member: still for it
@@ -520,20 +522,20 @@ class Hub:
     ) -> None:
         """The broker's answer to a publish: the ack, after the sender's own copy."""
         if error is not None:
-            self.send(peer, _unavailable(request_id, room))
+            self.enqueue(peer, _unavailable(request_id, room))
             return
         self.counters.published += 1
         if request_id is not None:
             ack: dict[str, Any] = {"type": "ack", "id": request_id}
             if seq is not None:
                 ack["seq"] = seq
-            self.send(peer, protocol.encode(ack))
+            self.enqueue(peer, protocol.encode(ack))
 
     # -- the outbox ----------------------------------------------------------------
 
-    def send(self, peer: Peer, frame: bytes) -> None:
+    def enqueue(self, peer: Peer, frame: bytes) -> None:
         """Queue ``frame`` to one peer, in order with everything else it is sent."""
-        self.outbox.send(peer, frame)
+        self.outbox.enqueue(peer, frame)
 
     def flush(self) -> None:
         """Write what is queued to every peer (normally scheduled by the outbox)."""
@@ -573,7 +575,7 @@ class Hub:
         if now >= self._next_ping:
             self._next_ping = now + settings.ping_interval
             for peer in list(self.peers.values()):
-                self.send(peer, PING_FRAME)
+                self.enqueue(peer, PING_FRAME)
         if self.verifier is not None:
             self._expire_tokens(now)
         self.broker.expire(now)

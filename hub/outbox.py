@@ -1,7 +1,7 @@
 """The outbox: per-member queues, casts, the flush, the slow-consumer bound.
 
 The hub's rules decide *what* a member is sent; this module decides *how* it
-reaches the member's transport. State has one owner (the `Outbox`, on the
+reaches the member's sink (`hub.peer.Sink`). State has one owner (the `Outbox`, on the
 IOLoop thread, owned by the `hub.hub.Hub`).
 
 Fan-out: a broadcast is encoded and framed once (by the broker) and the same
@@ -31,7 +31,7 @@ counts (`_refused_past`).
 
 Backfills: a resume's replay (up to the whole history, many times the limit)
 is not queued at once but fed to the peer as its socket drains
-(`send_paced`); what is sent to the peer meanwhile waits behind it and counts
+(`enqueue_paced`); what is sent to the peer meanwhile waits behind it and counts
 against the limit.
 """
 
@@ -64,7 +64,7 @@ class Backfill:
     def __init__(self) -> None:
         self.frames: deque[tuple[bytes, bool]] = deque()  # (frame, counts against the limit)
         self.added = 0  # bytes of the counted frames: sent to the peer since it began
-        self.waiting = False  # a drain callback is registered with the transport
+        self.waiting = False  # a drain callback is registered with the sink
 
 
 class OutboxCounters(Protocol):
@@ -102,10 +102,10 @@ class _Cast:
 
 
 def write_each(peers: list[Peer], datas: list[bytes]) -> list[tuple[int, int]]:
-    """The plain batch writer: each peer's bytes through its transport."""
+    """The plain batch writer: each peer's bytes through its sink."""
     left = []
     for i, peer in enumerate(peers):
-        backlog = peer.transport.write(datas[i])
+        backlog = peer.sink.write(datas[i])
         if backlog:
             left.append((i, backlog))
     return left
@@ -153,7 +153,7 @@ class Outbox:
         if exclude is not None:
             self._unqueue_last(members.get(exclude), frame)
 
-    def send(self, peer: Peer, frame: bytes) -> None:
+    def enqueue(self, peer: Peer, frame: bytes) -> None:
         """Queue ``frame`` to one peer, in order with everything else it is sent."""
         if peer.closed:
             return
@@ -177,7 +177,7 @@ class Outbox:
         if peer.pending + peer.backlog > limit and self._refused_past(peer, limit):
             self._drop_slow(peer)
 
-    def send_paced(self, peer: Peer, frames: Sequence[bytes]) -> None:
+    def enqueue_paced(self, peer: Peer, frames: Sequence[bytes]) -> None:
         """Queue ``frames`` to ``peer`` behind what it was sent, as fast as its socket
         drains: a resume's replay (up to the whole history) is not a burst that
         makes a prompt reader look slow. What is sent to it meanwhile follows the
@@ -202,7 +202,7 @@ class Outbox:
         limit = self.settings.send_buffer_limit
         if backfill.added + peer.backlog <= limit:
             return False
-        peer.backlog = peer.transport.backlog()
+        peer.backlog = peer.sink.backlog()
         return backfill.added + peer.backlog > limit
 
     def _feed(self, peer: Peer) -> None:
@@ -213,7 +213,7 @@ class Outbox:
             return
         frames = backfill.frames
         budget = self.settings.send_buffer_limit // 2
-        peer.backlog = peer.transport.backlog()
+        peer.backlog = peer.sink.backlog()
         while frames and peer.pending + peer.backlog < budget:
             frame, counted = frames.popleft()
             if counted:
@@ -225,7 +225,7 @@ class Outbox:
             peer.backfill = None
         elif not backfill.waiting:
             backfill.waiting = True
-            peer.transport.on_drained(partial(self._schedule, partial(self._drained, peer)))
+            peer.sink.on_drained(partial(self._schedule, partial(self._drained, peer)))
 
     def _drained(self, peer: Peer) -> None:
         backfill = peer.backfill
@@ -333,7 +333,7 @@ class Outbox:
             doomed, self._doomed = self._doomed, []
             for peer in doomed:
                 self._unregister(peer)
-                peer.transport.close(CLOSE_SLOW_CONSUMER, "slow consumer", True)
+                peer.sink.close(CLOSE_SLOW_CONSUMER, "slow consumer", True)
         cast, self._cast = self._cast, None
         if cast is not None:
             self._flush_cast(cast)  # first: the biggest batch, and latency counts
@@ -366,12 +366,12 @@ class Outbox:
 
     @staticmethod
     def _write_queue(peer: Peer) -> None:
-        """Hand ``peer``'s queue to its transport now, ahead of the flush."""
+        """Hand ``peer``'s queue to its sink now, ahead of the flush."""
         out = peer.out
         if out:
             peer.out = None  # (it stays in the dirty list; the flush skips it)
             peer.pending = 0
-            peer.backlog = peer.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            peer.backlog = peer.sink.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _flush_cast(self, cast: _Cast) -> None:
         """Write the cast to its members in one batch; members with a backlog
@@ -397,7 +397,7 @@ class Outbox:
 
     def note_backlog(self, peer: Peer) -> None:
         """Re-check a peer written to outside `flush` (the compressed echo path)."""
-        peer.backlog = peer.transport.backlog()
+        peer.backlog = peer.sink.backlog()
         if peer.backlog > self.settings.send_buffer_limit:
             self._drop_slow(peer)
 
@@ -408,7 +408,7 @@ class Outbox:
         Only refused bytes tell a slow reader: what was queued in this loop
         iteration has not been offered to the socket yet (one read of a busy
         publisher's input is 256 KiB of messages, its echoes as much), so the
-        queue is written first and what the transport then holds is judged.
+        queue is written first and what the sink then holds is judged.
         """
         if not self._still_over(peer, limit):
             return False
@@ -420,7 +420,7 @@ class Outbox:
         """Whether ``peer`` really holds more than ``threshold`` bytes; asked only
         once its cached backlog says so, as that dates from its last write and
         the socket may have drained since."""
-        peer.backlog = peer.transport.backlog()
+        peer.backlog = peer.sink.backlog()
         return peer.pending + peer.backlog > threshold
 
     def _drop_slow(self, peer: Peer) -> None:

@@ -1,4 +1,13 @@
-"""One connection as the hub sees it, and the interface the hub writes through."""
+"""One connection as the hub sees it (`Peer`), and the interface the hub writes
+through (`Sink`).
+
+A peer's ``sink`` is where its frames go: the hub and its outbox only ever call
+the four `Sink` methods, never a socket. The handlers implement it
+(`handlers.socket_connection.SocketConnection` for a handed-off socket,
+`handlers.sink` for one Tornado keeps); the tests record into one. "Sink", not
+"transport": the asyncio transport is one layer further down, inside
+`SocketConnection`.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +21,8 @@ if TYPE_CHECKING:
     from hub.outbox import Backfill
 
 
-class Transport(Protocol):
-    """The socket side of a peer; implemented by the Tornado handlers."""
+class Sink(Protocol):
+    """Where the hub writes one peer's frames: the socket side of a peer."""
 
     def write(self, data: bytes) -> int:
         """Write ready-made frames; return the bytes still queued, unsent, afterwards."""
@@ -32,7 +41,7 @@ class Transport(Protocol):
 
 BatchWrite = Callable[[list["Peer"], list[bytes]], list[tuple[int, int]]]
 """Write ``datas[i]`` to ``peers[i]`` for each i; return (i, backlog) for the peers
-whose transports still hold unsent bytes afterwards (see `hub.outbox.write_each`)."""
+whose sinks still hold unsent bytes afterwards (see `hub.outbox.write_each`)."""
 
 
 HUB = "hub"
@@ -47,7 +56,7 @@ class Peer:
         "name",
         "kind",
         "ip",
-        "transport",
+        "sink",
         "member",
         "rooms",
         "last_seen",
@@ -66,7 +75,7 @@ class Peer:
         self,
         client_id: str,
         name: str | None,
-        transport: Transport,
+        sink: Sink,
         ip: str = "",
         kind: str = HUB,
     ) -> None:
@@ -74,7 +83,7 @@ class Peer:
         self.name = name
         self.kind = kind
         self.ip = ip
-        self.transport = transport
+        self.sink = sink  # where its frames are written
         self.member: dict[str, str] = {"client_id": client_id, "name": name or client_id}
         self.rooms: set[str] = set()
         self.last_seen = 0.0  # monotonic time of the last frame received

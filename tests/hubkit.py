@@ -1,4 +1,4 @@
-"""A hub driven by hand, for tests without sockets: a recording transport,
+"""A hub driven by hand, for tests without sockets: a recording sink,
 a manual scheduler and a clock the test moves."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def decode_frames(data: bytes) -> list[tuple[int, bytes]]:
     return frames
 
 
-class RecordingTransport:
+class RecordingSink:
     """Keeps what the hub wrote; ``stuck`` makes every write stay queued."""
 
     def __init__(self) -> None:
@@ -105,10 +105,10 @@ class HandHub:
         raise AssertionError("the hub keeps scheduling work")
 
     def connect(self, name: str | None = "anon", ip: str = "127.0.0.1", kind: str = HUB) -> Peer:
-        peer = Peer(self.hub.new_client_id(), name, RecordingTransport(), ip=ip, kind=kind)
+        peer = Peer(self.hub.new_client_id(), name, RecordingSink(), ip=ip, kind=kind)
         assert self.hub.register(peer) is None
         self.run()
-        peer.transport.take()  # the welcome
+        peer.sink.take()  # the welcome
         return peer
 
     def members(self, room: str, *names: str) -> list[Peer]:
@@ -118,11 +118,11 @@ class HandHub:
         for peer in peers:
             self.say(peer, type="join", room=room)
         for peer in peers:
-            peer.transport.take()
+            peer.sink.take()
         return peers
 
     def say(self, peer: Peer, **message: Any) -> list[dict[str, Any]]:
         """Send one message as ``peer``, run the loop, return what ``peer`` got."""
         self.hub.handle_text(peer, json.dumps(message))
         self.run()
-        return peer.transport.take()
+        return peer.sink.take()

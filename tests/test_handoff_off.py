@@ -15,7 +15,7 @@ import sys
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from handlers.public_transport import PublicApiTransport
+from handlers.public_sink import PublicApiSink
 from handlers.socket_connection import SocketConnection
 from tests.hostile.proc import HubProcess
 from tests.hostile.wire import OP_PING, Wire
@@ -38,8 +38,8 @@ async def test_both_modes_speak_the_same_protocol_and_heartbeat(make_server, han
     ann.send({"type": "publish", "room": "r", "data": "hi", "id": 7})
     assert (await ann.expect("message"))["data"] == "hi"
     assert await ann.expect("ack") == {"type": "ack", "id": 7, "seq": 1}
-    transports = {type(peer.transport) for peer in live.hub.peers.values()}
-    assert transports == ({SocketConnection} if handoff else {PublicApiTransport})
+    transports = {type(peer.sink) for peer in live.hub.peers.values()}
+    assert transports == ({SocketConnection} if handoff else {PublicApiSink})
     assert (await health(live))["handed_off_sockets"] == (2 if handoff else 0)
 
     ending = await asyncio.to_thread(mute.ending, 5.0, False)

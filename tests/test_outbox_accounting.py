@@ -3,7 +3,7 @@ publishes, socket drains and loop iterations, a member is dropped only when its
 own socket holds more than ``send_buffer_limit`` bytes it has not taken, and
 every member that is not dropped gets every message, in order.
 
-No sockets: each member's transport is scripted. The "kernel" takes writes up
+No sockets: each member's sink is scripted. The "kernel" takes writes up
 to its free room; the rest stays unsent (the backlog the hub bounds) until a
 drain step frees room, as the client's reads would.
 """
@@ -21,7 +21,7 @@ from tests.hubkit import HandHub, decode_frames
 LIMIT = 4096
 
 
-class ScriptedTransport:
+class ScriptedSink:
     """A socket whose kernel buffer has ``room`` bytes free until drained."""
 
     def __init__(self, room: int) -> None:
@@ -96,11 +96,11 @@ def test_a_member_is_dropped_only_when_its_own_socket_refuses_more_than_the_limi
     hand = HandHub(send_buffer_limit=LIMIT, rate_limit=0)
     peers: list[Peer] = []
     for i, room in enumerate(rooms):
-        peer = Peer(hand.hub.new_client_id(), f"m{i}", ScriptedTransport(1 << 30), "127.0.0.1")
+        peer = Peer(hand.hub.new_client_id(), f"m{i}", ScriptedSink(1 << 30), "127.0.0.1")
         assert hand.hub.register(peer) is None
         hand.hub.handle_text(peer, json.dumps({"type": "join", "room": "r"}))
         hand.run()
-        peer.transport.room = room  # what its socket takes from here on
+        peer.sink.room = room  # what its socket takes from here on
         peers.append(peer)
     published = 0
     for action, who, amount in script:
@@ -110,21 +110,21 @@ def test_a_member_is_dropped_only_when_its_own_socket_refuses_more_than_the_limi
             hand.hub.handle_text(peer, text)
             published += 1
         elif action == "drain":
-            peer.transport.drain(amount)
+            peer.sink.drain(amount)
         else:
             hand.run()
             for member in peers:  # the bound holds after every iteration
-                assert member.closed or member.transport.unsent <= LIMIT
+                assert member.closed or member.sink.unsent <= LIMIT
     hand.run()
-    dropped = [p for p in peers if p.transport.closed_with is not None]
+    dropped = [p for p in peers if p.sink.closed_with is not None]
     for peer in peers:
-        transport = peer.transport
-        if transport.closed_with is not None:
-            assert transport.closed_with[0] == 4001
-            assert transport.reported_at_close > LIMIT, "dropped with room to spare"
+        sink = peer.sink
+        if sink.closed_with is not None:
+            assert sink.closed_with[0] == 4001
+            assert sink.reported_at_close > LIMIT, "dropped with room to spare"
             # Offered once past the limit: at most twice it and one frame (~3 KB).
-            assert transport.most_unsent <= 2 * LIMIT + 3100
+            assert sink.most_unsent <= 2 * LIMIT + 3100
         else:
-            assert transport.unsent <= LIMIT
-            assert transport.seqs() == list(range(1, published + 1))
+            assert sink.unsent <= LIMIT
+            assert sink.seqs() == list(range(1, published + 1))
     assert hand.hub.counters.slow_consumers_dropped == len(dropped)

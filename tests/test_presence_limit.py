@@ -24,7 +24,7 @@ def test_joined_counts_every_member_and_lists_at_most_the_limit() -> None:
     assert [j.get("members_truncated", False) for j in joins] == [False] * 3 + [True] * 2
     assert [m["name"] for m in joins[4]["members"]] == ["m0", "m1", "m2"]  # the first three
     # m0 heard m1 and m2 join one by one, and nothing of m3 and m4
-    assert presence(peers[0].transport.take()) == [("join", "m1", None), ("join", "m2", None)]
+    assert presence(peers[0].sink.take()) == [("join", "m1", None), ("join", "m2", None)]
 
 
 def test_count_events_replace_joins_and_leaves_over_the_limit_once_a_tick() -> None:
@@ -33,21 +33,21 @@ def test_count_events_replace_joins_and_leaves_over_the_limit_once_a_tick() -> N
     hand.hub.announce_counts()
     hand.run()
     for peer in peers:
-        assert presence(peer.transport.take()) == [("count", None, 5)]
+        assert presence(peer.sink.take()) == [("count", None, 5)]
     hand.hub.announce_counts()  # nothing changed: nothing sent
     hand.run()
-    assert all(p.transport.take() == [] for p in peers)
+    assert all(p.sink.take() == [] for p in peers)
     hand.say(peers[4], type="leave", room="r")  # 5 -> 4: still over, not announced alone
-    assert presence(peers[0].transport.take()) == []
+    assert presence(peers[0].sink.take()) == []
     hand.say(peers[3], type="leave", room="r")  # 4 -> 3: back at the limit
     hand.hub.announce_counts()
     hand.run()
-    assert presence(peers[0].transport.take()) == [("count", None, 3)]
+    assert presence(peers[0].sink.take()) == [("count", None, 3)]
     hand.say(peers[2], type="leave", room="r")  # within the limit: per-member events again
-    assert presence(peers[0].transport.take()) == [("leave", "m2", None)]
+    assert presence(peers[0].sink.take()) == [("leave", "m2", None)]
     hand.hub.announce_counts()
     hand.run()
-    assert peers[0].transport.take() == []
+    assert peers[0].sink.take() == []
 
 
 def test_a_room_within_the_limit_never_gets_count_events() -> None:
@@ -56,7 +56,7 @@ def test_a_room_within_the_limit_never_gets_count_events() -> None:
     hand.say(bob, type="leave", room="r")
     hand.hub.announce_counts()
     hand.run()
-    assert presence(ann.transport.take()) == [("leave", "bob", None)]
+    assert presence(ann.sink.take()) == [("leave", "bob", None)]
 
 
 def test_the_listed_members_follow_a_listed_member_leaving() -> None:

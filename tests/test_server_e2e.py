@@ -222,7 +222,7 @@ async def test_a_reader_that_caught_up_is_not_dropped_for_its_old_backlog(make_s
         return got
 
     assert await asyncio.to_thread(read_messages, sent) == sent
-    await wait_until(lambda: lag_peer.transport.backlog() == 0)
+    await wait_until(lambda: lag_peer.sink.backlog() == 0)
     assert lag_peer.backlog > limit - 40 * 1024  # what the hub last saw: stale now
     await publish(sent)
     assert await asyncio.to_thread(read_messages, 1) == 1

@@ -1,4 +1,4 @@
-"""`hub.peer.Transport` through Tornado's public ``WebSocketHandler`` API only,
+"""`hub.peer.Sink` through Tornado's public ``WebSocketHandler`` API only,
 for ``--handoff=off``: slower than the fast path, but it needs none of the
 internals in `handlers.tornado_compat` beyond the protocol hooks.
 
@@ -18,11 +18,11 @@ from functools import partial
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from handlers.transport import WebSocketTransport
+from handlers.sink import WebSocketSink
 from hub.frames import OP_BINARY, OP_PING, OP_TEXT, split_frames
 
 
-class PublicApiTransport(WebSocketTransport):
+class PublicApiSink(WebSocketSink):
     """Writes with ``write_message`` and ``ping``; closes with ``close``."""
 
     __slots__ = ("in_flight",)

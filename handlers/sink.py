@@ -1,5 +1,7 @@
-"""`hub.peer.Transport` on top of a Tornado WebSocket connection (the fast
-one; `handlers.public_transport` has the one for ``--handoff=off``)."""
+"""`hub.peer.Sink` for a connection Tornado keeps (one that negotiated
+permessage-deflate, or that ``open()`` refused): frames go straight into its
+``IOStream``. `handlers.public_sink` has the one for ``--handoff=off``; a
+handed-off connection's sink is its `handlers.socket_connection.SocketConnection`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from tornado.websocket import WebSocketHandler
 from handlers.tornado_compat import stream_backlog
 
 
-class WebSocketTransport:
+class WebSocketSink:
     """Writes pre-framed bytes straight to the handler's stream.
 
     Bypassing ``write_message`` skips per-call framing and a Future per
