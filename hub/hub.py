@@ -18,7 +18,7 @@ from typing import Any
 
 from hub import protocol
 from hub.auth import AuthError, Grant, TokenVerifier
-from hub.broker import UNAVAILABLE, Broker, JoinResult, MemoryBroker
+from hub.broker import UNAVAILABLE, Broker, JoinResult, MemoryBroker, PublishDone
 from hub.frames import (  # the close codes stay importable from hub.hub too
     CLOSE_DISCONNECTED,
     CLOSE_GOING_AWAY,
@@ -268,7 +268,7 @@ class Hub:
             self.counters.published_from_api += 1
             future.set_result(seq)
 
-        self.broker.publish(room, {"name": sender}, data, ephemeral, done)
+        self._broker_publish(self.clock(), room, {"name": sender}, data, ephemeral, done)
         return future
 
     def unregister(self, peer: Peer, close_code: int | None = None) -> None:
@@ -334,7 +334,7 @@ class Hub:
                 if spent > 0 and peer.bucket is not None:
                     peer.bucket.charge(spent / PARSE_SECONDS_PER_TOKEN)
             if type(command) is protocol.Publish:
-                self._publish(peer, command)
+                self._publish(peer, command, started)
             elif type(command) is protocol.Join:
                 self._join(peer, command)
             elif type(command) is protocol.Refresh:
@@ -499,7 +499,7 @@ class Hub:
         peer.rooms.discard(room)
         self.broker.leave(room, peer.member)
 
-    def _publish(self, peer: Peer, command: protocol.Publish) -> None:
+    def _publish(self, peer: Peer, command: protocol.Publish, arrived: float) -> None:
         if peer.grant is not None and not peer.grant.may_publish(command.room):
             raise protocol.ProtocolError(
                 protocol.FORBIDDEN,
@@ -512,7 +512,8 @@ class Hub:
             )
         request_id = command.request_id
         try:
-            self.broker.publish(
+            self._broker_publish(
+                arrived,
                 command.room,
                 peer.member,
                 command.data,
@@ -522,6 +523,27 @@ class Hub:
         except protocol.ProtocolError as error:
             error.request_id = request_id
             raise
+
+    def _broker_publish(
+        self,
+        arrived: float,
+        room: str,
+        sender: dict[str, str],
+        data: Any,
+        ephemeral: bool,
+        done: PublishDone,
+    ) -> None:
+        """`Broker.publish`; with /metrics on, the broadcast it makes here (the
+        memory broker's, at once) is timed from ``arrived``, when the publish came."""
+        timer = self.outbox.timer
+        if timer is None:
+            self.broker.publish(room, sender, data, ephemeral, done)
+            return
+        timer.arrived(arrived)
+        try:
+            self.broker.publish(room, sender, data, ephemeral, done)
+        finally:
+            timer.arrived(None)
 
     def _published(
         self, peer: Peer, room: str, request_id: Any, seq: int | None, error: str | None
