@@ -51,6 +51,8 @@ from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
 from handlers.listener import GuardedHTTPServer
 from handlers.log_privacy import keep_queries_out_of_logs
+from handlers.metrics import MULTIPROC_ENV, MetricsExporter, metrics_routes, prepare_multiprocess
+from handlers.metrics import available as metrics_available
 from handlers.tornado_compat import UnsupportedTornado, self_check
 from hub.auth import TokenVerifier
 from hub.broker import Broker, MemoryBroker
@@ -238,6 +240,13 @@ define(
     group=LISTEN,
     help="comma-separated Host names accepted on /ws and /ws/echo; * for any"
     " (default: the bind address, localhost and this machine's names; any for 0.0.0.0)",
+)
+define(
+    "metrics",
+    default="on" if metrics_available() else "off",
+    group=LISTEN,
+    help="serve Prometheus metrics on /metrics (on/off; needs prometheus_client; with "
+    "--api_key it needs the key)",
 )
 define(
     "token_secret",
@@ -771,11 +780,13 @@ def make_app(
     diagnostics: Diagnostics | None = None,
     allowed_hosts: frozenset[str] | None = None,
     api_keys: tuple[str, ...] = (),
+    metrics: MetricsExporter | None = None,
 ) -> tornado.web.Application:
     """The Tornado application: endpoints wired to one hub (and one `Diagnostics`,
     made here unless given; ``app.settings["diagnostics"]`` holds it).
 
-    ``allowed_hosts``: the Host names the WebSocket endpoints accept (None: any).
+    ``allowed_hosts``: the Host names the WebSocket endpoints accept (None: any);
+    ``metrics``: what ``/metrics`` serves (None: no such endpoint).
     """
     diagnostics = diagnostics or Diagnostics()
     socket_args = {
@@ -794,6 +805,7 @@ def make_app(
             (r"/", PageHandler, {"path": STATIC_DIR, "page": "index.html"}),
             (r"/whiteboard", PageHandler, {"path": STATIC_DIR, "page": "whiteboard.html"}),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": STATIC_DIR}),
+            *metrics_routes(metrics, api_keys),
             *api_routes(hub, api_keys, max_message_size),
         ],
         websocket_max_message_size=max_message_size,
@@ -840,6 +852,7 @@ async def serve(
     compression: bool | DeflateSettings = False,
     verifier: TokenVerifier | None = None,
     api_keys: tuple[str, ...] = (),
+    metrics: bool = False,
 ) -> None:
     """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001."""
     fd_limit = raise_fd_limit()
@@ -856,6 +869,7 @@ async def serve(
     allowed_hosts = allowed_hosts_option()
     if allowed_hosts is None:
         log.info("any Host header accepted (bound to %s; see --allowed_hosts)", options.host)
+    exporter = MetricsExporter(hub) if metrics else None
     app = make_app(
         hub,
         allowed_origins,
@@ -865,6 +879,7 @@ async def serve(
         diagnostics,
         allowed_hosts,
         api_keys,
+        exporter,
     )
     server = make_http_server(
         app,
@@ -894,6 +909,9 @@ async def serve(
     else:
         log.info("/ws requires connection tokens (%s)", ", ".join(hub.verifier.algorithms))
     log.info("backend API /api/: %s", "on" if api_keys else "off (no api_key)")
+    if exporter is not None:
+        exporter.start()
+    log.info("metrics /metrics: %s", _describe_metrics(exporter, api_keys))
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -905,11 +923,34 @@ async def serve(
     server.stop()
     heartbeat.stop()
     hub.close_all()
+    if exporter is not None:
+        exporter.stop()
     await _drain(server, diagnostics, timeout=3.0)
     stop = getattr(broker, "stop", None)
     if stop is not None:
         await stop()  # this node's members leave every room at once
     log.info("stopped")
+
+
+def _describe_metrics(exporter: MetricsExporter | None, api_keys: tuple[str, ...]) -> str:
+    if exporter is None:
+        return "off" if metrics_available() else "off (pip install 'tornado-wshub[metrics]')"
+    access = "the API key required" if api_keys else "open (no api_key)"
+    workers = (
+        f", every worker's summed (metrics in {exporter.directory})" if exporter.directory else ""
+    )
+    return f"on, {access}{workers}"
+
+
+def metrics_option() -> bool:
+    """``--metrics``, refused (as a start-up mistake) when prometheus_client is missing."""
+    metrics = parse_switch("metrics", options.metrics)
+    if metrics and not metrics_available():
+        raise StartupError(
+            "--metrics=on needs prometheus_client: pip install 'tornado-wshub[metrics]' "
+            "(or start with --metrics=off)"
+        )
+    return metrics
 
 
 async def _drain(server: HTTPServer, diagnostics: Diagnostics, timeout: float) -> None:
@@ -958,15 +999,19 @@ def main(argv: list[str] | None = None) -> None:
         allowed_hosts_option()  # a bad --allowed_hosts is a start-up mistake too
         verifier = token_verifier()
         api_keys = parse_api_keys(options.api_key)
+        metrics = metrics_option()
         try:
             self_check(handoff=handoff)
         except UnsupportedTornado as error:
             raise StartupError(str(error)) from None
         check_broker_options()
         if options.processes == 1:
+            os.environ.pop(MULTIPROC_ENV, None)  # one process: its own registry
             sockets = listen(options.host, options.port)
         else:
             count = options.processes if options.processes > 0 else os.cpu_count() or 1
+            if metrics:
+                prepare_multiprocess()  # before the fork: every worker writes there
             port = run_workers(count, options.host, options.port)
             sockets = listen(options.host, port, reuse_port=True)
     except StartupError as exc:
@@ -975,7 +1020,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_queries_out_of_logs()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
-    asyncio.run(serve(sockets, allowed_origins, handoff, compression, verifier, api_keys))
+    asyncio.run(serve(sockets, allowed_origins, handoff, compression, verifier, api_keys, metrics))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from handlers.sink import WebSocketSink
 from handlers.socket_connection import SocketConnection
 from handlers.tornado_compat import trim_handler
 from hub.hub import Hub
+from hub.metrics import CLOSE_ABNORMAL
 from hub.peer import HUB, Peer
 
 PAGE_SCHEMES = {"http": 80, "https": 443}
@@ -100,6 +101,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
             raise HTTPError(400, reason="host not allowed")
         origin = self.request.headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
+            self.hub.counters.rejected_origin += 1
             raise HTTPError(403, reason="origin not allowed")
 
     def check_origin(self, origin: str) -> bool:
@@ -166,7 +168,8 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
 
     def on_close(self) -> None:
         if self.peer is not None:
-            self.hub.unregister(self.peer)
+            # The close frame's code (Tornado's close_code, or ours: see SocketConnection).
+            self.hub.unregister(self.peer, getattr(self, "close_code", None) or CLOSE_ABNORMAL)
             self.peer = None  # handler -> peer -> sink -> handler: let refcounts free it
 
     def flush_queued(self) -> None:

@@ -39,6 +39,7 @@ from hub.frames import (
     close_payload,
     frame,
 )
+from hub.metrics import CLOSE_NO_STATUS
 
 log = logging.getLogger("wshub.connection")
 
@@ -104,6 +105,7 @@ class SocketConnection(asyncio.Protocol):
         "_reading_paused",
         "_on_drained",
         "counters",
+        "close_code",
     )
 
     def __init__(
@@ -121,6 +123,7 @@ class SocketConnection(asyncio.Protocol):
         self._reading_paused = False  # paused by our own backlog (PAUSE_READING_ABOVE)
         self._on_drained: list[Callable[[], None]] | None = None  # see `on_drained`
         self.counters = counters or Diagnostics()  # the server's, for /healthz
+        self.close_code: int | None = None  # the first close frame's, sent or received
 
     def received_early(self, data: bytes) -> None:
         """Bytes the client sent right behind its handshake, before the hand-off."""
@@ -309,6 +312,8 @@ class SocketConnection(asyncio.Protocol):
         except WireError as error:
             self._fail(error.code, error.reason)
             return
+        if self.close_code is None:
+            self.close_code = CLOSE_NO_STATUS if code is None else code
         if self._state is OPEN:
             self._send_close(code, "")  # echo the client's code (RFC 6455 5.5.1)
         self._finish()
@@ -321,6 +326,8 @@ class SocketConnection(asyncio.Protocol):
 
     def _send_close(self, code: int | None, reason: str) -> None:
         """OPEN -> CLOSING: the replies still queued, then our close frame."""
+        if self.close_code is None:
+            self.close_code = CLOSE_NO_STATUS if code is None else code
         if self.handler is not None:
             self.handler.flush_queued()
         self.write(frame(close_payload(code, reason), OP_CLOSE))
@@ -377,6 +384,7 @@ class SocketConnection(asyncio.Protocol):
         handler, self.handler = self.handler, None
         if handler is None:
             return
+        handler.close_code = self.close_code  # as Tornado sets it (and on_close reads it)
         try:
             handler.on_close()
         except Exception:

@@ -28,6 +28,7 @@ def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
         handoff: bool | None = None,
         verifier: Any = None,
         api_keys: tuple[str, ...] = (),
+        metrics: bool = False,
         **settings: Any,
     ) -> LiveServer:
         live = start_live_server(
@@ -39,6 +40,7 @@ def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
             handoff,
             verifier,
             api_keys,
+            metrics,
         )
         started.append(live)
         return live

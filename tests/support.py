@@ -46,6 +46,7 @@ class LiveServer:
     heartbeat: Heartbeat
     clients: list[JsonClient] = field(default_factory=list)
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    metrics: Any = None  # the server's handlers.metrics.MetricsExporter, when it has /metrics
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -71,6 +72,8 @@ class LiveServer:
         self.http.stop()
         self.hub.close_all()
         self.diagnostics.uninstall()
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 def start_live_server(
@@ -82,16 +85,18 @@ def start_live_server(
     handoff: bool | None = None,
     verifier: Any = None,
     api_keys: tuple[str, ...] = (),
+    metrics: bool = False,
 ) -> LiveServer:
     """Wired as `server.serve` wires it; ``send_threads`` defaults to the server's
     default, ``handoff`` to the mode under test (`HANDOFF`); ``verifier`` (a
-    `hub.auth.TokenVerifier`) makes /ws require tokens."""
+    `hub.auth.TokenVerifier`) makes /ws require tokens; ``metrics`` serves /metrics."""
     threads = default_threads() if send_threads is None else send_threads
     hub = Hub(settings or HubSettings(), write_batch=make_batch_writer(threads))
     hub.verifier = verifier
     diagnostics = Diagnostics()
     diagnostics.install()
     handoff = HANDOFF if handoff is None else handoff
+    exporter = server_module.MetricsExporter(hub) if metrics else None
     app = server_module.make_app(
         hub,
         allowed_origins,
@@ -100,13 +105,15 @@ def start_live_server(
         handoff,
         diagnostics,
         api_keys=api_keys,
+        metrics=exporter,
     )
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     http = server_module.make_http_server(app)
     http.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()
-    return LiveServer(hub, sockets[0].getsockname()[1], http, heartbeat, diagnostics=diagnostics)
+    port = sockets[0].getsockname()[1]
+    return LiveServer(hub, port, http, heartbeat, diagnostics=diagnostics, metrics=exporter)
 
 
 class JsonClient:
