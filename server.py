@@ -28,6 +28,7 @@ import re
 import resource
 import signal
 import socket
+import ssl
 import textwrap
 import types
 from typing import Any
@@ -51,6 +52,7 @@ from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
 from handlers.listener import GuardedHTTPServer
 from handlers.log_privacy import keep_queries_out_of_logs
+from handlers.tls import TlsConfigError, server_context
 from handlers.tornado_compat import UnsupportedTornado, self_check
 from hub.auth import TokenVerifier
 from hub.broker import Broker, MemoryBroker
@@ -238,6 +240,18 @@ define(
     group=LISTEN,
     help="comma-separated Host names accepted on /ws and /ws/echo; * for any"
     " (default: the bind address, localhost and this machine's names; any for 0.0.0.0)",
+)
+define(
+    "certfile",
+    default="",
+    group=LISTEN,
+    help="PEM certificate chain (server's first): with --keyfile, serve https:// and wss://",
+)
+define(
+    "keyfile",
+    default="",
+    group=LISTEN,
+    help="PEM private key of --certfile, unencrypted (both or neither)",
 )
 define(
     "token_secret",
@@ -721,11 +735,22 @@ def _bind_problem(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host} port {port}: {exc.strerror or exc}"
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
     return (
-        f"http://[{host}]:{port}/" if sock.family == socket.AF_INET6 else f"http://{host}:{port}/"
+        f"{scheme}://[{host}]:{port}/"
+        if sock.family == socket.AF_INET6
+        else f"{scheme}://{host}:{port}/"
     )
+
+
+def tls_context() -> ssl.SSLContext | None:
+    """The SSL context ``--certfile`` and ``--keyfile`` describe (None: plain
+    http:// and ws://); a mistake in them is a start-up error."""
+    try:
+        return server_context(options.certfile, options.keyfile)
+    except TlsConfigError as error:
+        raise StartupError(str(error)) from None
 
 
 _SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
@@ -771,11 +796,14 @@ def make_app(
     diagnostics: Diagnostics | None = None,
     allowed_hosts: frozenset[str] | None = None,
     api_keys: tuple[str, ...] = (),
+    tls: bool = False,
 ) -> tornado.web.Application:
     """The Tornado application: endpoints wired to one hub (and one `Diagnostics`,
     made here unless given; ``app.settings["diagnostics"]`` holds it).
 
     ``allowed_hosts``: the Host names the WebSocket endpoints accept (None: any).
+    ``tls``: whether it is served over TLS (``app.settings["tls"]``, for logs
+    and stats; the handlers look at each connection's own stream).
     """
     diagnostics = diagnostics or Diagnostics()
     socket_args = {
@@ -799,6 +827,7 @@ def make_app(
         websocket_max_message_size=max_message_size,
         log_function=_log_request,
         diagnostics=diagnostics,
+        tls=tls,
     )
 
 
@@ -819,12 +848,14 @@ def make_http_server(
     body_timeout: float = 10.0,
     max_pending: int = 2000,
     max_pending_per_ip: int = 256,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> GuardedHTTPServer:
     """The HTTP server: every request's headers and body on a clock, pending
     sockets capped, an accept loop that survives running out of descriptors
-    (see `handlers.listener`)."""
+    (see `handlers.listener`); TLS on every socket with ``ssl_context``."""
     return GuardedHTTPServer(
         app,
+        ssl_options=ssl_context,
         max_body_size=max_body_size,
         idle_connection_timeout=idle_connection_timeout,
         body_timeout=body_timeout,
@@ -840,8 +871,10 @@ async def serve(
     compression: bool | DeflateSettings = False,
     verifier: TokenVerifier | None = None,
     api_keys: tuple[str, ...] = (),
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001."""
+    """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001;
+    https:// and wss:// with ``ssl_context``."""
     fd_limit = raise_fd_limit()
     settings = hub_settings(fd_limit)
     broker = make_broker(settings)
@@ -865,6 +898,7 @@ async def serve(
         diagnostics,
         allowed_hosts,
         api_keys,
+        tls=ssl_context is not None,
     )
     server = make_http_server(
         app,
@@ -873,6 +907,7 @@ async def serve(
         body_timeout=options.body_timeout,
         max_pending=min(options.max_pending_connections, fd_limit - FD_RESERVE),
         max_pending_per_ip=options.max_pending_per_ip,
+        ssl_context=ssl_context,
     )
     server.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
@@ -880,7 +915,7 @@ async def serve(
     log.info(
         "WebSocket hub listening on %s (max_connections=%d, open-file limit %d, %s;"
         " node %s, %s broker)",
-        " and ".join(_url(sock) for sock in sockets),
+        " and ".join(_url(sock, "https" if ssl_context else "http") for sock in sockets),
         hub.settings.max_connections,
         fd_limit,
         describe_writer(hub.write_batch),
@@ -889,6 +924,10 @@ async def serve(
     )
     if not handoff:
         log.info("hand-off off: every connection stays on Tornado's public WebSocket API")
+    if ssl_context is not None:
+        log.info("TLS on: https:// and wss://; TLS connections stay on Tornado's stream")
+    else:
+        log.info("TLS off: plain http:// and ws:// (see --certfile and --keyfile)")
     if hub.verifier is None:
         log.info("no token_secret or token_public_key: /ws is open to anyone who can connect")
     else:
@@ -958,6 +997,7 @@ def main(argv: list[str] | None = None) -> None:
         allowed_hosts_option()  # a bad --allowed_hosts is a start-up mistake too
         verifier = token_verifier()
         api_keys = parse_api_keys(options.api_key)
+        ssl_context = tls_context()
         try:
             self_check(handoff=handoff)
         except UnsupportedTornado as error:
@@ -975,7 +1015,9 @@ def main(argv: list[str] | None = None) -> None:
     keep_queries_out_of_logs()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
-    asyncio.run(serve(sockets, allowed_origins, handoff, compression, verifier, api_keys))
+    asyncio.run(
+        serve(sockets, allowed_origins, handoff, compression, verifier, api_keys, ssl_context)
+    )
 
 
 if __name__ == "__main__":
