@@ -1,8 +1,9 @@
 """https:// and wss:// with ``--certfile`` and ``--keyfile``: a certificate made
 in the test (trustme), trusted by the clients that should get in.
 
-The hub's own rules over TLS (heartbeat eviction, the slow-consumer bound,
-shutdown with 1001) run in their own files, parametrized with ``tls``.
+The hub's own rules over TLS (fan-out, heartbeat eviction, the slow-consumer
+bound, shutdown with 1001) run in their own files, parametrized with ``tls``
+(test_fanout_e2e, test_server_e2e, test_process).
 """
 
 from __future__ import annotations
@@ -52,30 +53,6 @@ async def test_wss_works_with_the_ca_trusted_and_fails_without(make_server) -> N
     assert list(live.hub.peers.values())[0].name == "ann" and len(live.hub.peers) == 1
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
-async def test_fan_out_reaches_every_member_in_order(make_server, tls: bool) -> None:
-    live = make_server(tls=tls, rate_limit=0)
-    members = [await live.connect(f"m{n}") for n in range(8)]
-    for n, member in enumerate(members):
-        await member.join("fan")
-        for earlier in members[:n]:
-            await earlier.expect("presence")
-    count = 50
-    for n in range(count):
-        members[n % 2].send({"type": "publish", "room": "fan", "data": n})
-
-    async def read(member: JsonClient) -> list[int]:
-        seen: list[int] = []
-        while len(seen) < count:
-            message = await member.recv()
-            if message["type"] == "message":
-                seen.append(message["seq"])
-        return seen
-
-    for seqs in await asyncio.gather(*map(read, members)):
-        assert seqs == list(range(1, count + 1))
-
-
 async def test_tls_connections_stay_on_tornados_stream(make_server) -> None:
     """The hand-off cannot take an SSL socket: TLS connections work without it
     (plain and compressed upgrades alike), and /healthz shows none handed off."""
@@ -109,6 +86,42 @@ def test_a_client_that_never_completes_the_tls_handshake_is_cut(certificates) ->
         silent.close()
         half_hello.close()
         assert server.errors() == []
+
+
+def test_past_the_pending_cap_a_tls_newcomer_is_closed_without_a_plaintext_503(
+    certificates,
+) -> None:
+    """Handshakes in progress count as pending; the refused get no 503 in clear."""
+    context = certificates.client_context()
+    args = (*certificates.server_args(), "--max_pending_connections=2")
+    with HubProcess(*args, client_tls=context) as server:
+        holders = [socket.create_connection(("127.0.0.1", server.port), 5) for _ in range(2)]
+        try:
+
+            def refused_at_once() -> bool:
+                with socket.create_connection(("127.0.0.1", server.port), 5) as late:
+                    late.settimeout(1)
+                    try:
+                        return late.recv(1024) == b""  # closed, nothing sent
+                    except ConnectionResetError:
+                        return True
+                    except TimeoutError:  # accepted before the holders were: pending too
+                        return False
+
+            wait_for(refused_at_once, what="a refusal past the cap")
+        finally:
+            for holder in holders:
+                holder.close()
+        wire = wait_for(lambda: _try_hub_wire(server.port, context), what="room again")
+        assert wire.welcome["type"] == "welcome"
+        wire.close()
+
+
+def _try_hub_wire(port: int, context: ssl.SSLContext) -> HubWire | None:
+    try:
+        return HubWire(port, "after", tls=context)
+    except (OSError, ssl.SSLError):
+        return None
 
 
 def test_https_pages_api_healthz_and_wss_from_the_real_process(certificates) -> None:
