@@ -28,6 +28,7 @@ import re
 import resource
 import signal
 import socket
+import ssl
 import textwrap
 import types
 from typing import Any
@@ -53,6 +54,7 @@ from handlers.listener import GuardedHTTPServer
 from handlers.log_privacy import keep_queries_out_of_logs
 from handlers.metrics import MULTIPROC_ENV, MetricsExporter, metrics_routes, prepare_multiprocess
 from handlers.metrics import available as metrics_available
+from handlers.tls import TlsConfigError, server_context
 from handlers.tornado_compat import UnsupportedTornado, self_check
 from hub.auth import TokenVerifier
 from hub.broker import Broker, MemoryBroker
@@ -247,6 +249,18 @@ define(
     group=LISTEN,
     help="serve Prometheus metrics on /metrics (on/off; needs prometheus_client; with "
     "--api_key it needs the key)",
+)
+define(
+    "certfile",
+    default="",
+    group=LISTEN,
+    help="PEM certificate chain (server's first): with --keyfile, serve https:// and wss://",
+)
+define(
+    "keyfile",
+    default="",
+    group=LISTEN,
+    help="PEM private key of --certfile, unencrypted (both or neither)",
 )
 define(
     "token_secret",
@@ -730,11 +744,22 @@ def _bind_problem(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host} port {port}: {exc.strerror or exc}"
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
     return (
-        f"http://[{host}]:{port}/" if sock.family == socket.AF_INET6 else f"http://{host}:{port}/"
+        f"{scheme}://[{host}]:{port}/"
+        if sock.family == socket.AF_INET6
+        else f"{scheme}://{host}:{port}/"
     )
+
+
+def tls_context() -> ssl.SSLContext | None:
+    """The SSL context ``--certfile`` and ``--keyfile`` describe (None: plain
+    http:// and ws://); a mistake in them is a start-up error."""
+    try:
+        return server_context(options.certfile, options.keyfile)
+    except TlsConfigError as error:
+        raise StartupError(str(error)) from None
 
 
 _SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
@@ -781,12 +806,15 @@ def make_app(
     allowed_hosts: frozenset[str] | None = None,
     api_keys: tuple[str, ...] = (),
     metrics: MetricsExporter | None = None,
+    tls: bool = False,
 ) -> tornado.web.Application:
     """The Tornado application: endpoints wired to one hub (and one `Diagnostics`,
     made here unless given; ``app.settings["diagnostics"]`` holds it).
 
     ``allowed_hosts``: the Host names the WebSocket endpoints accept (None: any);
     ``metrics``: what ``/metrics`` serves (None: no such endpoint).
+    ``tls``: whether it is served over TLS (``app.settings["tls"]``, for logs
+    and stats; the handlers look at each connection's own stream).
     """
     diagnostics = diagnostics or Diagnostics()
     socket_args = {
@@ -811,6 +839,7 @@ def make_app(
         websocket_max_message_size=max_message_size,
         log_function=_log_request,
         diagnostics=diagnostics,
+        tls=tls,
     )
 
 
@@ -831,12 +860,14 @@ def make_http_server(
     body_timeout: float = 10.0,
     max_pending: int = 2000,
     max_pending_per_ip: int = 256,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> GuardedHTTPServer:
     """The HTTP server: every request's headers and body on a clock, pending
     sockets capped, an accept loop that survives running out of descriptors
-    (see `handlers.listener`)."""
+    (see `handlers.listener`); TLS on every socket with ``ssl_context``."""
     return GuardedHTTPServer(
         app,
+        ssl_options=ssl_context,
         max_body_size=max_body_size,
         idle_connection_timeout=idle_connection_timeout,
         body_timeout=body_timeout,
@@ -853,8 +884,10 @@ async def serve(
     verifier: TokenVerifier | None = None,
     api_keys: tuple[str, ...] = (),
     metrics: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001."""
+    """Serve on the bound ``sockets`` until SIGINT/SIGTERM, then close every client with 1001;
+    https:// and wss:// with ``ssl_context``."""
     fd_limit = raise_fd_limit()
     settings = hub_settings(fd_limit)
     broker = make_broker(settings)
@@ -880,6 +913,7 @@ async def serve(
         allowed_hosts,
         api_keys,
         exporter,
+        tls=ssl_context is not None,
     )
     server = make_http_server(
         app,
@@ -888,6 +922,7 @@ async def serve(
         body_timeout=options.body_timeout,
         max_pending=min(options.max_pending_connections, fd_limit - FD_RESERVE),
         max_pending_per_ip=options.max_pending_per_ip,
+        ssl_context=ssl_context,
     )
     server.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
@@ -895,7 +930,7 @@ async def serve(
     log.info(
         "WebSocket hub listening on %s (max_connections=%d, open-file limit %d, %s;"
         " node %s, %s broker)",
-        " and ".join(_url(sock) for sock in sockets),
+        " and ".join(_url(sock, "https" if ssl_context else "http") for sock in sockets),
         hub.settings.max_connections,
         fd_limit,
         describe_writer(hub.write_batch),
@@ -904,6 +939,10 @@ async def serve(
     )
     if not handoff:
         log.info("hand-off off: every connection stays on Tornado's public WebSocket API")
+    if ssl_context is not None:
+        log.info("TLS on: https:// and wss://; TLS connections stay on Tornado's stream")
+    else:
+        log.info("TLS off: plain http:// and ws:// (see --certfile and --keyfile)")
     if hub.verifier is None:
         log.info("no token_secret or token_public_key: /ws is open to anyone who can connect")
     else:
@@ -1000,6 +1039,7 @@ def main(argv: list[str] | None = None) -> None:
         verifier = token_verifier()
         api_keys = parse_api_keys(options.api_key)
         metrics = metrics_option()
+        ssl_context = tls_context()
         try:
             self_check(handoff=handoff)
         except UnsupportedTornado as error:
@@ -1020,7 +1060,18 @@ def main(argv: list[str] | None = None) -> None:
     keep_queries_out_of_logs()
     loop_name = install_event_loop()
     log.info("event loop: %s", loop_name)
-    asyncio.run(serve(sockets, allowed_origins, handoff, compression, verifier, api_keys, metrics))
+    asyncio.run(
+        serve(
+            sockets,
+            allowed_origins,
+            handoff,
+            compression,
+            verifier,
+            api_keys,
+            metrics,
+            ssl_context,
+        )
+    )
 
 
 if __name__ == "__main__":

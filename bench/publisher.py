@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import wsframe
+from bench.tls import client_context
 
 
 @dataclass
@@ -117,13 +118,16 @@ class PublisherClient(asyncio.Protocol):
 
 
 async def connect_publisher(
-    host: str, port: int, room: str, timeout: float = 30.0
+    host: str, port: int, room: str, timeout: float = 30.0, cafile: str | None = None
 ) -> PublisherClient:
-    """Connect, handshake and join ``room``."""
+    """Connect, handshake and join ``room`` (over TLS, trusting ``cafile``, when given)."""
     loop = asyncio.get_running_loop()
     request = wsframe.upgrade_request(host, port, "/ws?name=publisher")
+    tls = client_context(cafile) if cafile else None
     async with asyncio.timeout(timeout):
-        _, proto = await loop.create_connection(lambda: PublisherClient(request, room), host, port)
+        _, proto = await loop.create_connection(
+            lambda: PublisherClient(request, room), host, port, ssl=tls
+        )
         proto.transport.get_extra_info("socket").setsockopt(
             socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
         )

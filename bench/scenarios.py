@@ -74,6 +74,7 @@ def make_configs(
             sources=sources[i % len(sources) :] + sources[: i % len(sources)],
             stuck=stuck[i],
             cpus=env.loadgen_cpus,
+            cafile=server.cafile,
             **kw,
         )
         for i, c in enumerate(counts)
@@ -288,7 +289,7 @@ async def fanout(
             await pool.wait_for(
                 "ready", 600, ramp_tick(env, f"{label} {kind.name}", pool, subscribers)
             )
-            pub = await connect_publisher(server.host, server.port, room)
+            pub = await connect_publisher(server.host, server.port, room, cafile=server.cafile)
             await wait_quiet(server.pid)  # presence events of the last joins
             ramp_cpu = cpu_seconds(server.pid) - cpu_ramp
             ramp = {

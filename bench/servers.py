@@ -18,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.tls import bench_certificates, client_context
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,6 +33,8 @@ class ServerKind:
     extra: tuple[str, ...] = ()
     # Checkout to run from (another one allows A/B runs of a proposed change).
     root: Path = REPO_ROOT
+    # Serve https:// and wss:// (bench.tls makes the certificate); clients speak TLS.
+    tls: bool = False
 
     def available(self) -> bool:
         """True if the implementation's entry point exists in its checkout."""
@@ -60,7 +64,9 @@ BASELINE = ServerKind(
 )
 # Ours with every connection on Tornado's public API: what the hand-off buys.
 OURS_HANDOFF_OFF = ServerKind("ours-handoff-off", OURS.argv, (*OURS.extra, "--handoff=off"))
-KINDS = {k.name: k for k in (OURS, BASELINE, OURS_HANDOFF_OFF)}
+# Ours over TLS (wss://): what encryption costs per delivery and per connection.
+OURS_TLS = ServerKind("ours-tls", OURS.argv, OURS.extra, tls=True)
+KINDS = {k.name: k for k in (OURS, BASELINE, OURS_HANDOFF_OFF, OURS_TLS)}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,6 +88,7 @@ class ServerProcess:
     args: list[str] = field(default_factory=list)
     profile_prefix: str | None = None
     profile_count: int = 0
+    cafile: str | None = None  # set when it serves TLS: the CA its clients trust
 
     @property
     def pid(self) -> int:
@@ -89,8 +96,10 @@ class ServerProcess:
 
     def healthz(self, timeout: float = 5.0) -> dict:
         """Fetch /healthz as a dict."""
-        url = f"http://{self.host}:{self.port}/healthz"
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        scheme = "https" if self.cafile else "http"
+        url = f"{scheme}://{self.host}:{self.port}/healthz"
+        context = client_context(self.cafile) if self.cafile else None
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return json.loads(resp.read())
 
     def log_tail(self, n: int = 20) -> str:
@@ -131,6 +140,11 @@ def start_server(
     port = free_port(host)
     args = [f"--host={host}", f"--port={port}", "--logging=warning", *kind.extra]
     args += extra_args or []
+    cafile = None
+    if kind.tls:
+        certificates = bench_certificates()
+        args += certificates.server_flags()
+        cafile = certificates.cafile
     fd, log_path = tempfile.mkstemp(prefix=f"bench-{kind.name}-", suffix=".log")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # The server's own checkout first (its packages), then ours (bench.*).
@@ -155,7 +169,7 @@ def start_server(
         preexec_fn=pin,
     )
     os.close(fd)
-    server = ServerProcess(kind, host, port, proc, log_path, args)
+    server = ServerProcess(kind, host, port, proc, log_path, args, cafile=cafile)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:

@@ -22,6 +22,7 @@ from typing import Any
 from bench import wsframe
 from bench.clientproto import ClientStats, HandshakeClient, HubClient
 from bench.procstat import raise_nofile_limit, self_cpu_seconds
+from bench.tls import client_context
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
@@ -45,6 +46,13 @@ class WorkerConfig:
     deadline_s: float = 600.0
     cpus: list[int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cafile: str | None = None  # speak wss:// trusting this CA (bench.tls)
+
+    def tls_options(self) -> dict[str, Any]:
+        """``create_connection`` arguments for TLS (none for plain ws://)."""
+        if self.cafile is None:
+            return {}
+        return {"ssl": client_context(self.cafile), "server_hostname": self.host}
 
 
 def _make_socket(source: str, rcvbuf: int | None = None) -> socket.socket:
@@ -125,7 +133,9 @@ class Worker:
                 async with asyncio.timeout(cfg.connect_timeout):
                     await loop.sock_connect(sock, (cfg.host, cfg.port))
                     _, proto = await loop.create_connection(
-                        lambda: HubClient(request, cfg.room, self.stats, probe, stuck), sock=sock
+                        lambda: HubClient(request, cfg.room, self.stats, probe, stuck),
+                        sock=sock,
+                        **cfg.tls_options(),
                     )
                     sock = None  # owned by the transport now
                     self.clients.append(proto)
@@ -152,7 +162,7 @@ class Worker:
                 async with asyncio.timeout(cfg.connect_timeout):
                     await loop.sock_connect(sock, (cfg.host, cfg.port))
                     _, proto = await loop.create_connection(
-                        lambda: HandshakeClient(request), sock=sock
+                        lambda: HandshakeClient(request), sock=sock, **cfg.tls_options()
                     )
                     sock = None
                     await proto.done

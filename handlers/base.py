@@ -16,6 +16,7 @@ from handlers.hosts import host_allowed
 from handlers.public_sink import PublicApiSink
 from handlers.sink import WebSocketSink
 from handlers.socket_connection import SocketConnection
+from handlers.tls import is_tls_stream
 from handlers.tornado_compat import trim_handler
 from hub.hub import Hub
 from hub.metrics import CLOSE_ABNORMAL
@@ -129,11 +130,13 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Answer a plain upgrade ourselves (`handoff.upgrade_directly`), anything
         else the way Tornado does; a malformed upgrade gets a 400 on both paths
-        (`handoff.upgrade_refusal`)."""
+        (`handoff.upgrade_refusal`). A TLS connection is never handed off
+        (`handlers.tls`): Tornado answers its upgrade and keeps it."""
         refusal = upgrade_refusal(self.request)
         if refusal is not None:
             raise HTTPError(400, reason=refusal)
-        key = plain_upgrade_key(self, self.compression) if self.handoff else None
+        over_tls = is_tls_stream(getattr(self.request.connection, "stream", None))
+        key = plain_upgrade_key(self, self.compression) if self.handoff and not over_tls else None
         if key is None:
             await super().get(*args, **kwargs)
         else:

@@ -11,8 +11,9 @@ Two ways in:
   (keeping the request, the handler's response state and a chain of suspended
   coroutines alive), the socket is handed over right after ``open()``.
 
-Connections that negotiated permessage-deflate, or that ``open()`` refused on
-Tornado's path, stay with Tornado (and `StrictWebSocketProtocol`'s fixes), as
+Connections that negotiated permessage-deflate, that came over TLS (their
+session lives in Tornado's ``SSLIOStream``: `handlers.tls`), or that ``open()``
+refused on Tornado's path, stay with Tornado (and `StrictWebSocketProtocol`'s fixes), as
 every connection does with ``--handoff=off`` (the handler's ``handoff``).
 The Tornado internals this needs are in `handlers.tornado_compat`.
 """
@@ -30,6 +31,7 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol
 
 from handlers.socket_connection import SocketConnection
 from handlers.strict_protocol import StrictWebSocketProtocol
+from handlers.tls import is_tls_stream
 from handlers.tornado_compat import default_protocol_params, release_socket
 
 
@@ -134,6 +136,7 @@ class HandoffProtocol(StrictWebSocketProtocol):
         if (
             peer is not None
             and not self.compressing
+            and not is_tls_stream(self.stream)
             and not (self.server_terminated or self.client_terminated)
         ):
             released = release_socket(self.stream)

@@ -14,6 +14,11 @@ a WebSocket upgrade took the socket over. Slow or never-finished requests
 (see the ``idle_connection_timeout`` and ``body_timeout`` options) can thus
 hold at most ``max_pending_connections`` descriptors, and one client address
 at most ``max_pending_per_ip`` of them; beyond that a newcomer gets a 503.
+
+With ``ssl_options`` (an ``ssl.SSLContext``: ``--certfile``/``--keyfile``) every
+accepted socket is wrapped in TLS and served by an ``SSLIOStream``, after the
+caps: a refused newcomer costs no handshake, and is closed without the 503
+(plaintext on a TLS port would only be a garbled handshake to it).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, SSLIOStream
+
+from handlers.tls import wrap_accepted
 
 log = logging.getLogger("wshub")
 
@@ -120,8 +127,8 @@ class Acceptor:
 class GuardedHTTPServer(HTTPServer):
     """Tornado's HTTPServer with `Acceptor`s and the pending-socket caps.
 
-    Takes HTTPServer's keyword arguments plus ``max_pending`` and
-    ``max_pending_per_ip`` (0: no cap).
+    Takes HTTPServer's keyword arguments (``ssl_options``: an ``ssl.SSLContext``
+    only) plus ``max_pending`` and ``max_pending_per_ip`` (0: no cap).
     """
 
     def initialize(  # type: ignore[override]
@@ -148,20 +155,27 @@ class GuardedHTTPServer(HTTPServer):
         ):
             self._refuse(connection, ip)
             return
+        stream_class = IOStream
+        if self.ssl_options is not None:
+            wrapped = wrap_accepted(self.ssl_options, connection)  # type: ignore[arg-type]
+            if wrapped is None:
+                return
+            connection, stream_class = wrapped, SSLIOStream
         self.pending += 1
         self.pending_by_ip[ip] += 1
-        stream = IOStream(
+        stream = stream_class(
             connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
         )
         self.handle_stream(stream, address)
 
     def _refuse(self, connection: socket.socket, ip: str) -> None:
         self.refused_busy += 1
-        try:
-            connection.setblocking(False)
-            connection.send(BUSY_RESPONSE)
-        except OSError:
-            pass
+        if self.ssl_options is None:
+            try:
+                connection.setblocking(False)
+                connection.send(BUSY_RESPONSE)
+            except OSError:
+                pass
         connection.close()
         self.refusals.warning(
             "503 to %s: %d sockets not yet upgraded (%d from that address)",

@@ -15,7 +15,7 @@ from tests.support import REPO
 
 SERVER = os.path.join(REPO, "server.py")
 LISTENING = re.compile(r"listening on (\S+)((?: and \S+)*) \(")
-URL = re.compile(r"http://(\[[0-9a-f:]+\]|[\d.]+):(\d+)/")
+URL = re.compile(r"https?://(\[[0-9a-f:]+\]|[\d.]+):(\d+)/")
 
 
 def run_server_command(*args: str, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:

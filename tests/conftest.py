@@ -15,9 +15,19 @@ from hub.settings import HubSettings  # noqa: E402
 from tests.support import LiveServer, start_live_server  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A test CA and a server certificate for the loopback names, as PEM files
+    (`tests.certificates.Certificates`)."""
+    from tests.certificates import make_certificates
+
+    return make_certificates(str(tmp_path_factory.mktemp("tls")))
+
+
 @pytest.fixture
-def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
-    """``make_server(ping_interval=0.2, ...)``: a live server with those hub settings."""
+def make_server(io_loop: Any, certificates: Any) -> Iterator[Callable[..., LiveServer]]:
+    """``make_server(ping_interval=0.2, ...)``: a live server with those hub settings
+    (``tls=True``: over https:// and wss://, with `certificates`)."""
     started: list[LiveServer] = []
 
     def start(
@@ -29,6 +39,7 @@ def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
         verifier: Any = None,
         api_keys: tuple[str, ...] = (),
         metrics: bool = False,
+        tls: bool = False,
         **settings: Any,
     ) -> LiveServer:
         live = start_live_server(
@@ -41,6 +52,7 @@ def make_server(io_loop: Any) -> Iterator[Callable[..., LiveServer]]:
             verifier,
             api_keys,
             metrics,
+            certificates if tls else None,
         )
         started.append(live)
         return live

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from handlers.fanout.batch_writer import default_threads, make_batch_writer
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings
+from tests.certificates import Certificates
+from tests.hostile.wire import Wire
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 5.0
@@ -47,17 +50,26 @@ class LiveServer:
     clients: list[JsonClient] = field(default_factory=list)
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
     metrics: Any = None  # the server's handlers.metrics.MetricsExporter, when it has /metrics
+    client_tls: ssl.SSLContext | None = None
+    """Set when served over TLS: what clients connect with (our test CA trusted)."""
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.client_tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def ws_url(self, path: str = "/ws") -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
+        scheme = "wss" if self.client_tls else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def wire(self, path: str = "/ws/echo", **kw: Any) -> Wire:
+        """A raw `Wire` client, over TLS when the server speaks it (blocking: run in a thread)."""
+        return Wire(self.port, path, tls=self.client_tls, **kw)
 
     async def connect(self, name: str | None = "alice", path: str = "/ws", **kw: Any) -> JsonClient:
         """Open a client on ``path``; for /ws, read and check the welcome."""
         if path == "/ws" and name is not None:
             path = f"/ws?name={name}"
+        kw.setdefault("ssl_options", self.client_tls)
         client = await JsonClient.open(self.ws_url(path), **kw)
         self.clients.append(client)
         if path.startswith("/ws?") or path == "/ws":
@@ -86,10 +98,12 @@ def start_live_server(
     verifier: Any = None,
     api_keys: tuple[str, ...] = (),
     metrics: bool = False,
+    tls: Certificates | None = None,
 ) -> LiveServer:
     """Wired as `server.serve` wires it; ``send_threads`` defaults to the server's
     default, ``handoff`` to the mode under test (`HANDOFF`); ``verifier`` (a
-    `hub.auth.TokenVerifier`) makes /ws require tokens; ``metrics`` serves /metrics."""
+    `hub.auth.TokenVerifier`) makes /ws require tokens; ``metrics`` serves /metrics;
+    ``tls`` serves https:// and wss:// with those certificates."""
     threads = default_threads() if send_threads is None else send_threads
     hub = Hub(settings or HubSettings(), write_batch=make_batch_writer(threads))
     hub.verifier = verifier
@@ -106,14 +120,25 @@ def start_live_server(
         diagnostics,
         api_keys=api_keys,
         metrics=exporter,
+        tls=tls is not None,
     )
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    http = server_module.make_http_server(app)
+    ssl_context = tls.server_context() if tls else None
+    http = server_module.make_http_server(app, ssl_context=ssl_context)
     http.add_sockets(sockets)
     heartbeat = Heartbeat(hub)
     heartbeat.start()
     port = sockets[0].getsockname()[1]
-    return LiveServer(hub, port, http, heartbeat, diagnostics=diagnostics, metrics=exporter)
+    client_tls = tls.client_context() if tls else None
+    return LiveServer(
+        hub,
+        port,
+        http,
+        heartbeat,
+        diagnostics=diagnostics,
+        metrics=exporter,
+        client_tls=client_tls,
+    )
 
 
 class JsonClient:
@@ -125,8 +150,14 @@ class JsonClient:
         self.connection = connection
 
     @classmethod
-    async def open(cls, url: str, headers: dict[str, str] | None = None) -> JsonClient:
-        request = HTTPRequest(url, headers=headers or {})
+    async def open(
+        cls,
+        url: str,
+        headers: dict[str, str] | None = None,
+        ssl_options: ssl.SSLContext | None = None,
+    ) -> JsonClient:
+        """``ssl_options``: the client's context for a wss:// URL (None: the system's CAs)."""
+        request = HTTPRequest(url, headers=headers or {}, ssl_options=ssl_options)
         connection = await asyncio.wait_for(websocket_connect(request), TIMEOUT)
         return cls(connection)
 

@@ -5,6 +5,7 @@ Skipped, saying so, on a machine without an IPv6 loopback."""
 from __future__ import annotations
 
 import socket
+import ssl
 import sys
 
 import pytest
@@ -25,9 +26,10 @@ def _ipv6_loopback() -> bool:
 pytestmark = pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
 
 
-async def talk(url: str) -> None:
-    """A real conversation through the hub at ``url``: welcome, join, publish, echo."""
-    client = await JsonClient.open(f"{url}/ws?name=v6")
+async def talk(url: str, ssl_options: ssl.SSLContext | None = None) -> None:
+    """A real conversation through the hub at ``url``: welcome, join, publish, echo
+    (``ssl_options``: the client's context for a wss:// URL)."""
+    client = await JsonClient.open(f"{url}/ws?name=v6", ssl_options=ssl_options)
     try:
         await client.expect("welcome")
         client.send({"type": "join", "room": "r", "id": 1})

@@ -24,12 +24,27 @@ def proc() -> Iterator[HubProcess]:
         yield running
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_signal_closes_clients_with_1001_and_exits_0(proc, signum) -> None:
-    clients = [await JsonClient.open(f"ws://127.0.0.1:{proc.port}/ws?name=c") for _ in range(3)]
-    clients.append(await JsonClient.open(f"ws://127.0.0.1:{proc.port}/ws/echo"))
+@pytest.fixture
+def tls_proc(certificates) -> Iterator[HubProcess]:
+    """`proc` over https:// and wss://."""
+    args = ("--ping_interval=30", "--logging=info", *certificates.server_args())
+    with HubProcess(*args, client_tls=certificates.client_context()) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("signum", "which"),
+    [(signal.SIGTERM, "proc"), (signal.SIGINT, "proc"), (signal.SIGTERM, "tls_proc")],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-wss"],
+)
+async def test_signal_closes_clients_with_1001_and_exits_0(request, signum, which) -> None:
+    proc: HubProcess = request.getfixturevalue(which)
+    tls = proc.client_tls
+    url = f"{'wss' if tls else 'ws'}://127.0.0.1:{proc.port}"
+    clients = [await JsonClient.open(f"{url}/ws?name=c", ssl_options=tls) for _ in range(3)]
+    clients.append(await JsonClient.open(f"{url}/ws/echo", ssl_options=tls))
     await clients[0].expect("welcome")
-    mute = await asyncio.to_thread(Wire, proc.port, "/ws?name=mute")  # never answers the close
+    mute = await asyncio.to_thread(Wire, proc.port, "/ws?name=mute", tls=tls)  # never answers
     proc.proc.send_signal(signum)
     for client in clients:
         code, reason = await client.closed()

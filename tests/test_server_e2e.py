@@ -15,7 +15,7 @@ from tests.support import JsonClient, LiveServer, pair_in_room, wait_until
 
 
 async def health(live: LiveServer) -> dict:
-    response = await AsyncHTTPClient().fetch(live.url("/healthz"))
+    response = await AsyncHTTPClient().fetch(live.url("/healthz"), ssl_options=live.client_tls)
     return json.loads(response.body)
 
 
@@ -77,11 +77,12 @@ async def test_oversized_message_closes_with_1009_and_others_go_on(make_server, 
     assert await other.recv_raw() == "fine"
 
 
-async def test_silent_peer_is_evicted_with_4000_and_its_rooms_hear_it(make_server) -> None:
-    live = make_server(ping_interval=0.2, ping_timeout=0.2)
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+async def test_silent_peer_is_evicted_with_4000_and_its_rooms_hear_it(make_server, tls) -> None:
+    live = make_server(ping_interval=0.2, ping_timeout=0.2, tls=tls)
     ann = await live.connect("ann")
     await ann.join("r")
-    raw = await asyncio.to_thread(Wire, live.port, "/ws?name=mute")
+    raw = await asyncio.to_thread(live.wire, "/ws?name=mute")
     raw.send('{"type":"join","room":"r"}')
     presence = await ann.expect("presence")
     assert presence["event"] == "join"
@@ -133,19 +134,23 @@ async def test_origin_policy(make_server, origin: str | None, allowed: bool) -> 
         assert refused.value.code == 403
 
 
-@pytest.mark.parametrize("send_threads", [0, 2], ids=["transports", "direct-sends"])
+@pytest.mark.parametrize(
+    ("send_threads", "tls"),
+    [(0, False), (2, False), (2, True)],
+    ids=["transports", "direct-sends", "wss"],
+)
 async def test_slow_consumer_is_dropped_and_memory_stays_bounded(
-    make_server, send_threads: int
+    make_server, send_threads: int, tls: bool
 ) -> None:
     limit = 256 * 1024
-    live = make_server(send_buffer_limit=limit, rate_limit=0, send_threads=send_threads)
+    live = make_server(send_buffer_limit=limit, rate_limit=0, send_threads=send_threads, tls=tls)
     members = [await live.connect(name) for name in ("ann", "bob", "cy", "di")]
     for i, client in enumerate(members):
         await client.join("flood")
         for earlier in members[:i]:
             await earlier.expect("presence")
     ann = members[0]
-    stuck = await asyncio.to_thread(Wire, live.port, "/ws?name=stuck")
+    stuck = await asyncio.to_thread(live.wire, "/ws?name=stuck")
     stuck.send('{"type":"join","room":"flood"}')
     for client in members:
         await client.expect("presence")

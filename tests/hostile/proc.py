@@ -7,6 +7,7 @@ import json
 import os
 import re
 import resource
+import ssl
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 from tests.support import handoff_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)/")
+LISTENING = re.compile(r"listening on https?://([\d.]+):(\d+)/")
 # What a server that handled an input badly would print; 4xx access-log lines are fine.
 ERROR_LINE = re.compile(r"Traceback|^\[E |Exception|ERROR", re.MULTILINE)
 
@@ -30,9 +31,20 @@ class HubProcess:
     provokes thousands of warnings must not fill the pipe and freeze the server.
     """
 
-    def __init__(self, *args: str, start_timeout: float = 15.0, nofile: int | None = None) -> None:
-        """``nofile``: the open-file limit (soft and hard), to run the server out of them."""
+    client_tls: ssl.SSLContext | None = None
+
+    def __init__(
+        self,
+        *args: str,
+        start_timeout: float = 15.0,
+        nofile: int | None = None,
+        client_tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """``nofile``: the open-file limit (soft and hard), to run the server out of them.
+        ``client_tls``: the server runs with ``--certfile``/``--keyfile`` among ``args``;
+        `url` and `health` then use https:// with this client context."""
         self.args = args
+        self.client_tls = client_tls
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(REPO, "server.py"), "--port=0", *handoff_args(), *args],
             cwd=REPO,
@@ -83,10 +95,12 @@ class HubProcess:
         return [line for line in self.lines[since:] if ERROR_LINE.search(line)]
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.client_tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def health(self, timeout: float = 5.0) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url("/healthz"), timeout=timeout) as response:
+        url = self.url("/healthz")
+        with urllib.request.urlopen(url, timeout=timeout, context=self.client_tls) as response:
             return json.loads(response.read())
 
     def rss_kib(self) -> int:

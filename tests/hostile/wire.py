@@ -7,6 +7,7 @@ import base64
 import contextlib
 import os
 import socket
+import ssl
 import struct
 from dataclasses import dataclass, field
 
@@ -134,8 +135,16 @@ class Wire:
         source: str | None = None,
         headers: dict[str, str] | None = None,
         rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: speak wss:// with this client context (handshake done here too)."""
         self.sock = connect_tcp(port, timeout, source, rcvbuf)
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=HOST)
+            except BaseException:
+                self.sock.close()
+                raise
         self.buffer = b""
         try:
             self.sock.sendall(handshake_request(port, path, headers))
