@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
+from handlers.access_log import log_close, log_open, log_refused
 from handlers.deflate import DeflateSettings
 from handlers.diagnostics import Diagnostics
 from handlers.handoff import HandoffMixin, plain_upgrade_key, upgrade_directly, upgrade_refusal
@@ -68,7 +70,8 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     peer: Peer | None = None
     ws_connection = None  # Tornado's protocol object; None once handed off
     transport: SocketConnection | None = None  # set when we answered the upgrade ourselves
-    KEEP_AFTER_HANDOFF = ("hub", "peer", "compression")
+    opened_at = 0.0  # monotonic time of ``open``, for the access log's duration
+    KEEP_AFTER_HANDOFF = ("hub", "peer", "compression", "opened_at")
     """The only state the handler still needs once its socket is handed off."""
 
     def initialize(
@@ -143,13 +146,22 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
             ip=self.request.remote_ip or "",
             kind=self.kind,
         )
+        self.opened_at = time.monotonic()
         refusal = self.hub.register(peer)
         if refusal is None:
             self.peer = peer
-        elif self.transport is not None:
+            self.admitted(peer)
+            log_open(peer)
+            return
+        log_refused(peer, refusal[0])
+        if self.transport is not None:
             self.transport.close(*refusal, False)
         else:
             self.close(*refusal)
+
+    def admitted(self, peer: Peer) -> None:
+        """``peer`` is registered; the endpoint may check it further (a token) before
+        the access log records the connection."""
 
     def _tornado_transport(self) -> WebSocketTransport:
         """How the hub writes to a connection Tornado keeps."""
@@ -163,9 +175,11 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         self.on_pong(data)
 
     def on_close(self) -> None:
-        if self.peer is not None:
-            self.hub.unregister(self.peer)
+        peer = self.peer
+        if peer is not None:
+            self.hub.unregister(peer)
             self.peer = None  # handler -> peer -> transport -> handler: let refcounts free it
+            log_close(peer, self.opened_at, peer.transport)
 
     def flush_queued(self) -> None:
         """Called before a close frame goes out: replies to messages received

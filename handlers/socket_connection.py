@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from handlers.access_log import NO_STATUS, NOT_CLOSED, Ending, Traffic, tcp_traffic
 from handlers.diagnostics import Diagnostics
 from handlers.wire import FrameParser, WireError, parse_close
 from hub.frames import (
@@ -71,6 +72,7 @@ class SocketConnection(asyncio.Protocol):
         "_reading_paused",
         "_on_drained",
         "counters",
+        "ending",
     )
 
     def __init__(
@@ -91,6 +93,7 @@ class SocketConnection(asyncio.Protocol):
         self._reading_paused = False  # paused by our own backlog (PAUSE_READING_ABOVE)
         self._on_drained: list[Callable[[], None]] | None = None  # see `on_drained`
         self.counters = counters or Diagnostics()  # the server's, for /healthz
+        self.ending = NOT_CLOSED  # the first close frame's code and sender, for the access log
 
     def received_early(self, data: bytes) -> None:
         """Bytes the client sent right behind its handshake, before the hand-off."""
@@ -225,6 +228,14 @@ class SocketConnection(asyncio.Protocol):
         else:
             self._arm_timer()
 
+    def traffic(self) -> Traffic | None:
+        """The bytes the TCP connection carried so far, by the kernel's count
+        (read at close: nothing is counted per frame)."""
+        transport = self.transport
+        if transport is None:
+            return None
+        return tcp_traffic(transport.get_extra_info("socket"))
+
     # -- output pacing ----------------------------------------------------------
 
     def _answer_ping(self, payload: bytes) -> None:
@@ -272,6 +283,7 @@ class SocketConnection(asyncio.Protocol):
             self._fail(error.code, error.reason)
             return
         if not self._close_sent:
+            self.ending = Ending(NO_STATUS if code is None else code, "client")
             self._send_close(code, "")  # echo the client's code (RFC 6455 5.5.1)
         self._finish()
 
@@ -282,6 +294,8 @@ class SocketConnection(asyncio.Protocol):
         self._finish()
 
     def _send_close(self, code: int | None, reason: str) -> None:
+        if self.ending.by == "none":
+            self.ending = Ending(NO_STATUS if code is None else code, "server")
         if self.handler is not None:
             self.handler.flush_queued()
         self.write(frame(close_payload(code, reason), OP_CLOSE))
