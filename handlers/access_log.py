@@ -2,10 +2,9 @@
 
 Logger ``wshub.access``, level INFO (``--logging=warning`` silences it). What a
 line holds is in docs/logging.md: the client id, the address, the user of its
-token, the endpoint and, at close, the close code, who closed first, how long
-it lasted and the bytes it carried. Never a token, a query string or a
-display name: only what the server assigned or verified. Nothing is logged
-per message.
+token, the endpoint and, at close, the close code, how long it lasted and
+the bytes it carried. Never a token, a query string or a display name: only
+what the server assigned or verified. Nothing is logged per message.
 
 Bytes are counted where it costs nothing per delivery: on a handed-off
 connection the kernel's own count for the TCP connection (``TCP_INFO``, read
@@ -22,18 +21,13 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from hub.peer import ECHO, HUB, Peer
 
 access_log = logging.getLogger("wshub.access")
 
 ENDPOINTS = {HUB: "/ws", ECHO: "/ws/echo"}
-
-NO_CLOSE_FRAME = 1006
-"""RFC 6455 7.1.5: the code reported for a connection that ended without a close frame."""
-NO_STATUS = 1005
-"""RFC 6455 7.1.5: the code reported for a close frame that carried none."""
 
 TCP_INFO_BYTES = struct.Struct("=QQ")
 TCP_INFO_BYTES_OFFSET = 120
@@ -55,19 +49,6 @@ class Traffic:
 
     bytes_in: int = 0
     bytes_out: int = 0
-
-
-@dataclass(slots=True, frozen=True)
-class Ending:
-    """How a connection ended: the close code of the first close frame (or 1006)
-    and whether the server or the client sent it."""
-
-    code: int = NO_CLOSE_FRAME
-    by: str = "none"
-
-
-NOT_CLOSED = Ending()
-"""Every connection's ending until a close frame goes either way (shared: 8 bytes each)."""
 
 
 def tcp_traffic(sock: Any) -> Traffic | None:
@@ -111,25 +92,15 @@ def log_open(peer: Peer) -> None:
         access_log.info(_line("open", fields), extra={"event": "open", "fields": fields})
 
 
-class ClosedTransport(Protocol):
-    """What a connection's transport tells the access log at close."""
-
-    @property
-    def ending(self) -> Ending: ...
-
-    def traffic(self) -> Traffic | None: ...
-
-
-def log_close(peer: Peer, opened_at: float, transport: Any) -> None:
-    """``close ... code=1000 closed_by=client duration_s=1.234 bytes_in=... bytes_out=...``
-    (``transport``: a `ClosedTransport`; one without those reports 1006 and no bytes)."""
+def log_close(peer: Peer, opened_at: float, code: int, transport: Any) -> None:
+    """``close ... code=1000 duration_s=1.234 bytes_in=... bytes_out=...``; ``code``
+    is the first close frame's, either way (1006: none). The bytes come from the
+    ``transport``'s ``traffic()`` (a transport without one reports none)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
-    ending = getattr(transport, "ending", NOT_CLOSED)
     traffic = transport.traffic() if hasattr(transport, "traffic") else None
     fields = _identity(peer)
-    fields["code"] = ending.code
-    fields["closed_by"] = ending.by
+    fields["code"] = code
     fields["duration_s"] = round(max(time.monotonic() - opened_at, 0.0), 3)
     if traffic is not None:
         fields["bytes_in"] = traffic.bytes_in
@@ -140,5 +111,5 @@ def log_close(peer: Peer, opened_at: float, transport: Any) -> None:
 def log_refused(peer: Peer, code: int) -> None:
     """A connection the hub refused at once (capacity, per-address limit): one line."""
     if access_log.isEnabledFor(logging.INFO):
-        fields = {**_identity(peer), "code": code, "closed_by": "server", "duration_s": 0.0}
+        fields = {**_identity(peer), "code": code, "duration_s": 0.0}
         access_log.info(_line("refused", fields), extra={"event": "refused", "fields": fields})

@@ -20,6 +20,7 @@ from handlers.socket_connection import SocketConnection
 from handlers.tornado_compat import trim_handler
 from handlers.transport import WebSocketTransport
 from hub.hub import Hub
+from hub.metrics import CLOSE_ABNORMAL
 from hub.peer import HUB, Peer
 
 PAGE_SCHEMES = {"http": 80, "https": 443}
@@ -101,6 +102,7 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
             raise HTTPError(400, reason="host not allowed")
         origin = self.request.headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
+            self.hub.counters.rejected_origin += 1
             raise HTTPError(403, reason="origin not allowed")
 
     def check_origin(self, origin: str) -> bool:
@@ -177,9 +179,11 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     def on_close(self) -> None:
         peer = self.peer
         if peer is not None:
-            self.hub.unregister(peer)
+            # The close frame's code (Tornado's close_code, or ours: see SocketConnection).
+            code = getattr(self, "close_code", None) or CLOSE_ABNORMAL
+            self.hub.unregister(peer, code)
             self.peer = None  # handler -> peer -> transport -> handler: let refcounts free it
-            log_close(peer, self.opened_at, peer.transport)
+            log_close(peer, self.opened_at, code, peer.transport)
 
     def flush_queued(self) -> None:
         """Called before a close frame goes out: replies to messages received

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from handlers.access_log import NO_STATUS, NOT_CLOSED, Ending, Traffic, tcp_traffic
+from handlers.access_log import Traffic, tcp_traffic
 from handlers.diagnostics import Diagnostics
 from handlers.wire import FrameParser, WireError, parse_close
 from hub.frames import (
@@ -36,6 +36,7 @@ from hub.frames import (
     close_payload,
     frame,
 )
+from hub.metrics import CLOSE_NO_STATUS
 
 log = logging.getLogger("wshub.connection")
 
@@ -72,7 +73,7 @@ class SocketConnection(asyncio.Protocol):
         "_reading_paused",
         "_on_drained",
         "counters",
-        "ending",
+        "close_code",
     )
 
     def __init__(
@@ -93,7 +94,7 @@ class SocketConnection(asyncio.Protocol):
         self._reading_paused = False  # paused by our own backlog (PAUSE_READING_ABOVE)
         self._on_drained: list[Callable[[], None]] | None = None  # see `on_drained`
         self.counters = counters or Diagnostics()  # the server's, for /healthz
-        self.ending = NOT_CLOSED  # the first close frame's code and sender, for the access log
+        self.close_code: int | None = None  # the first close frame's, sent or received
 
     def received_early(self, data: bytes) -> None:
         """Bytes the client sent right behind its handshake, before the hand-off."""
@@ -282,8 +283,9 @@ class SocketConnection(asyncio.Protocol):
         except WireError as error:
             self._fail(error.code, error.reason)
             return
+        if self.close_code is None:
+            self.close_code = CLOSE_NO_STATUS if code is None else code
         if not self._close_sent:
-            self.ending = Ending(NO_STATUS if code is None else code, "client")
             self._send_close(code, "")  # echo the client's code (RFC 6455 5.5.1)
         self._finish()
 
@@ -294,8 +296,8 @@ class SocketConnection(asyncio.Protocol):
         self._finish()
 
     def _send_close(self, code: int | None, reason: str) -> None:
-        if self.ending.by == "none":
-            self.ending = Ending(NO_STATUS if code is None else code, "server")
+        if self.close_code is None:
+            self.close_code = CLOSE_NO_STATUS if code is None else code
         if self.handler is not None:
             self.handler.flush_queued()
         self.write(frame(close_payload(code, reason), OP_CLOSE))
@@ -347,6 +349,7 @@ class SocketConnection(asyncio.Protocol):
         handler, self.handler = self.handler, None
         if handler is None:
             return
+        handler.close_code = self.close_code  # as Tornado sets it (and on_close reads it)
         try:
             handler.on_close()
         except Exception:

@@ -226,6 +226,14 @@ class ProtocolHooks(WebSocketProtocol13):
         """Drop the connection now, as Tornado does on a stream error."""
         self._abort()
 
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Tornado's close, also keeping the code of a close the server starts:
+        Tornado records only the client's, and drops the socket right after its
+        own 1009, so the handler's ``close_code`` would not say how it ended."""
+        if self.close_code is None and code is not None:
+            self.close_code = code
+        super().close(code, reason)
+
     def deliver(
         self, callback: Callable[[Any], Any], message: str | bytes, size: int
     ) -> Future[None] | None:

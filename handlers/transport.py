@@ -9,7 +9,7 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-from handlers.access_log import NOT_CLOSED, Ending, Traffic
+from handlers.access_log import Traffic
 from handlers.tornado_compat import stream_backlog, wire_bytes
 
 
@@ -20,7 +20,7 @@ class WebSocketTransport:
     message; the frames come from `hub.frames`, already complete.
     """
 
-    __slots__ = ("handler", "protocol", "bytes_out", "closed_with")
+    __slots__ = ("handler", "protocol", "bytes_out")
 
     fd = -1
     """Never written to directly (see `handlers.batch_writer`): Tornado's stream owns it."""
@@ -29,7 +29,6 @@ class WebSocketTransport:
         self.handler = handler
         self.protocol = handler.ws_connection  # kept for its byte counts at close
         self.bytes_out = 0  # frames written past Tornado's own counting (straight to the stream)
-        self.closed_with = NOT_CLOSED  # our close frame, once we sent one
 
     def write(self, data: bytes) -> int:
         connection = self.handler.ws_connection
@@ -42,16 +41,6 @@ class WebSocketTransport:
             return 0
         self.bytes_out += len(data)
         return stream_backlog(stream)
-
-    @property
-    def ending(self) -> Ending:
-        """Our close code if we closed first, else the client's (Tornado records it)."""
-        if self.closed_with is not NOT_CLOSED:
-            return self.closed_with
-        code = getattr(self.handler, "close_code", None)
-        if code is None and self.protocol is not None:
-            code = self.protocol.close_code
-        return NOT_CLOSED if code is None else Ending(code, "client")
 
     def traffic(self) -> Traffic:
         """WebSocket bytes both ways: Tornado's counts plus the frames we wrote past it."""
@@ -79,8 +68,6 @@ class WebSocketTransport:
         connection = self.handler.ws_connection
         if connection is None:
             return
-        if self.closed_with is NOT_CLOSED and not connection.is_closing():
-            self.closed_with = Ending(code, "server")
         self.handler.close(code, reason)
         if abort:
             # The close frame went out if the socket had room; a dead or stuck

@@ -13,7 +13,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hub import protocol
@@ -31,6 +31,7 @@ from hub.frames import (  # the close codes stay importable from hub.hub too
     PING_FRAME,
 )
 from hub.limits import PARSE_SECONDS_PER_TOKEN, TokenBucket
+from hub.metrics import count
 from hub.outbox import BATCH_BYTES, Outbox, Schedule, write_each
 from hub.peer import ECHO, HUB, BatchWrite, Peer
 from hub.settings import HubSettings
@@ -47,7 +48,7 @@ __all__ = ["BATCH_BYTES", "CLOSE_SLOW_CONSUMER", "Hub", "HubCounters", "write_ea
 
 @dataclass(slots=True)
 class HubCounters:
-    """Monotonic counters reported by /healthz."""
+    """Monotonic counters reported by /healthz and /api/stats (and /metrics)."""
 
     slow_consumers_dropped: int = 0
     stale_evicted: int = 0
@@ -60,6 +61,13 @@ class HubCounters:
     published: int = 0
     tokens_expired: int = 0
     rejected_unauthorized: int = 0
+    published_from_api: int = 0  # of ``published``: through the backend API
+    messages_received: int = 0  # text and binary frames from /ws clients
+    deliveries: int = 0  # room messages queued to members by fan-out (not presence, acks)
+    bytes_sent: int = 0  # frame bytes the outbox handed to client sockets
+    rejected_origin: int = 0  # WebSocket upgrades refused for their Origin (403)
+    errors_by_code: dict[str, int] = field(default_factory=dict)  # error frames sent
+    disconnects_by_code: dict[str, int] = field(default_factory=dict)  # str(close code)
 
 
 class BrokerUnavailable(Exception):
@@ -68,15 +76,6 @@ class BrokerUnavailable(Exception):
     def __init__(self, room: str) -> None:
         super().__init__(f"the hub cannot reach its broker right now; {room} got nothing")
         self.room = room
-
-
-def _unavailable(request_id: Any, room: str) -> bytes:
-    return protocol.error_frame(
-        UNAVAILABLE,
-        "the hub cannot reach its broker right now; try again",
-        request_id,
-        room=room,
-    )
 
 
 def _call_soon(callback: Callable[[], None]) -> Any:
@@ -154,7 +153,7 @@ class Hub:
             grant = self.verifier.verify(token)
         except AuthError as error:
             self.counters.rejected_unauthorized += 1
-            self.send(peer, protocol.error_frame(protocol.UNAUTHORIZED, error.detail))
+            self.send(peer, self._error(protocol.UNAUTHORIZED, error.detail))
             self.disconnect(peer, CLOSE_UNAUTHORIZED, "unauthorized")
             return False
         self._apply_grant(peer, grant)
@@ -211,7 +210,7 @@ class Hub:
         ]
         for peer in expired:
             self.counters.tokens_expired += 1
-            self.send(peer, protocol.error_frame(protocol.TOKEN_EXPIRED, "the token has expired"))
+            self.send(peer, self._error(protocol.TOKEN_EXPIRED, "the token has expired"))
             self.disconnect(peer, CLOSE_TOKEN_EXPIRED, "token expired")
 
     def disconnect_where(self, user: str | None = None, client_id: str | None = None) -> int:
@@ -266,15 +265,21 @@ class Hub:
                 future.set_exception(BrokerUnavailable(room))
                 return
             self.counters.published += 1
+            self.counters.published_from_api += 1
             future.set_result(seq)
 
         self.broker.publish(room, {"name": sender}, data, ephemeral, done)
         return future
 
-    def unregister(self, peer: Peer) -> None:
-        """Forget ``peer``: it leaves its rooms (others see presence leave). Idempotent."""
+    def unregister(self, peer: Peer, close_code: int | None = None) -> None:
+        """Forget ``peer``: it leaves its rooms (others see presence leave). Idempotent.
+
+        ``close_code``: how its socket closed, when that ended it (counted in
+        ``disconnects_by_code``; a close the hub decided is counted by `disconnect`)."""
         if self.peers.get(peer.client_id) is not peer:
             return
+        if close_code is not None:
+            count(self.counters.disconnects_by_code, str(close_code))
         del self.peers[peer.client_id]
         left = self._per_ip[peer.ip] - 1
         if left:
@@ -296,6 +301,7 @@ class Hub:
         """
         if peer.closed:
             return
+        count(self.counters.disconnects_by_code, str(code))
         if not abort:
             self.flush_peer(peer)
         self.unregister(peer)
@@ -315,6 +321,7 @@ class Hub:
 
     def handle_text(self, peer: Peer, text: str) -> None:
         """Act on one text frame received on /ws."""
+        self.counters.messages_received += 1
         if not self._within_rate(peer, text):
             return
         try:
@@ -335,14 +342,15 @@ class Hub:
             else:
                 self._leave(peer, command)
         except protocol.ProtocolError as error:
-            self.send(peer, protocol.error_frame(error.code, error.detail, error.request_id))
+            self.send(peer, self._error(error.code, error.detail, error.request_id))
 
     def handle_binary(self, peer: Peer) -> None:
         """Binary frames carry nothing on /ws: say so, keep the connection."""
+        self.counters.messages_received += 1
         if self._within_rate(peer):
             self.send(
                 peer,
-                protocol.error_frame(protocol.BAD_REQUEST, "binary frames are not used on /ws"),
+                self._error(protocol.BAD_REQUEST, "binary frames are not used on /ws"),
             )
 
     def touch(self, peer: Peer) -> None:
@@ -407,7 +415,7 @@ class Hub:
             "connection; this one was dropped. The server's --rate_limit option raises the "
             "limit, --rate_limit=0 lifts it"
         )
-        return protocol.error_frame(protocol.RATE_LIMITED, detail, request_id)
+        return self._error(protocol.RATE_LIMITED, detail, request_id)
 
     def _join(self, peer: Peer, command: protocol.Join) -> None:
         room = command.room
@@ -439,7 +447,7 @@ class Hub:
                 self.broker.leave(room, peer.member)
             return
         if result is None:
-            self.send(peer, _unavailable(command.request_id, room))
+            self.send(peer, self._unavailable(command.request_id, room))
             return
         if room not in peer.rooms:
             self.outbox.joining(peer, room)  # a broadcast before it joined: not for it
@@ -461,7 +469,7 @@ class Hub:
         if replay.gap:
             self.send(
                 peer,
-                protocol.error_frame(
+                self._error(
                     protocol.HISTORY_GAP,
                     f"history does not reach back to seq {command.since} of that epoch",
                     room=room,
@@ -520,7 +528,7 @@ class Hub:
     ) -> None:
         """The broker's answer to a publish: the ack, after the sender's own copy."""
         if error is not None:
-            self.send(peer, _unavailable(request_id, room))
+            self.send(peer, self._unavailable(request_id, room))
             return
         self.counters.published += 1
         if request_id is not None:
@@ -534,6 +542,19 @@ class Hub:
     def send(self, peer: Peer, frame: bytes) -> None:
         """Queue ``frame`` to one peer, in order with everything else it is sent."""
         self.outbox.send(peer, frame)
+
+    def _error(self, code: str, detail: str, request_id: Any = None, **extra: Any) -> bytes:
+        """An error frame to send, counted by its code (``errors_by_code``)."""
+        count(self.counters.errors_by_code, code)
+        return protocol.error_frame(code, detail, request_id, **extra)
+
+    def _unavailable(self, request_id: Any, room: str) -> bytes:
+        return self._error(
+            UNAVAILABLE,
+            "the hub cannot reach its broker right now; try again",
+            request_id,
+            room=room,
+        )
 
     def flush(self) -> None:
         """Write what is queued to every peer (normally scheduled by the outbox)."""

@@ -38,10 +38,11 @@ against the limit.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from typing import Any, Protocol
 
+from hub.metrics import BroadcastTimer, is_message
 from hub.peer import BatchWrite, Peer
 from hub.settings import HubSettings
 
@@ -72,16 +73,21 @@ class OutboxCounters(Protocol):
 
     slow_consumers_dropped: int
     ephemeral_skipped: int
+    deliveries: int
+    bytes_sent: int
 
 
 class _Cast:
     """One broadcast not yet expanded into per-member queues (see the module docstring)."""
 
-    __slots__ = ("room", "frame", "members", "skip")
+    __slots__ = ("room", "frame", "members", "skip", "message")
 
-    def __init__(self, room: str, frame: bytes, members: dict[str, Peer], skip: set[str]) -> None:
+    def __init__(
+        self, room: str, frame: bytes, members: dict[str, Peer], skip: set[str], message: bool
+    ) -> None:
         self.room = room
         self.frame = frame
+        self.message = message  # a room message (counted in deliveries), not presence
         self.members = members  # the room's live member dict: who is a member at the flush
         self.skip = skip  # client_ids that must not get it here (excluded, joined since, or
         # given the frame in their own queue already)
@@ -120,7 +126,7 @@ class Outbox:
         rooms: dict[str, dict[str, Peer]],
         counters: OutboxCounters,
         schedule: Schedule,
-        unregister: Callable[[Peer], None],
+        unregister: Callable[[Peer, int], None],
         write_batch: BatchWrite = write_each,
     ) -> None:
         self.settings = settings
@@ -133,6 +139,7 @@ class Outbox:
         self._cast: _Cast | None = None  # a broadcast queued to a whole room at once
         self._doomed: list[Peer] = []  # slow consumers to disconnect at the next flush
         self._flush_scheduled = False
+        self.timer: BroadcastTimer | None = None  # set when /metrics times broadcasts
 
     # -- queueing ----------------------------------------------------------------
 
@@ -141,17 +148,23 @@ class Outbox:
         members = self.rooms.get(room)
         if not members:
             return
+        message = is_message(frame)
+        if message and self.timer is not None:
+            self.timer.started()
         if self._cast is not None:
             self._expand_cast()
         elif not lossy and not self._dirty and len(frame) <= self.settings.send_buffer_limit:
             # Nothing else is queued: keep it whole until the flush (or until
             # something must be ordered against it).
-            self._cast = _Cast(room, frame, members, set() if exclude is None else {exclude})
+            skip = set() if exclude is None else {exclude}
+            self._cast = _Cast(room, frame, members, skip, message)
             self._schedule_flush()
             return
-        self._queue_to_all(members.values(), frame, lossy)
-        if exclude is not None:
-            self._unqueue_last(members.get(exclude), frame)
+        queued = self._queue_to_all(members.values(), frame, lossy)
+        if exclude is not None and self._unqueue_last(members.get(exclude), frame):
+            queued -= 1
+        if message:
+            self.counters.deliveries += queued
 
     def send(self, peer: Peer, frame: bytes) -> None:
         """Queue ``frame`` to one peer, in order with everything else it is sent."""
@@ -245,8 +258,9 @@ class Outbox:
         if cast is not None and cast.room == room and not peer.closed:
             self._take_cast(peer)
 
-    def _queue_to_all(self, peers: Iterable[Peer], frame: bytes, lossy: bool) -> None:
-        """Append ``frame`` to each peer's queue, dropping those it takes over the limit.
+    def _queue_to_all(self, peers: Collection[Peer], frame: bytes, lossy: bool) -> int:
+        """Append ``frame`` to each peer's queue, dropping those it takes over the
+        limit; return to how many peers it was queued (lossy ones skip some).
 
         This loop is the hot path of bursts: it does no encoding, no syscalls
         and no allocation per member beyond a list append.
@@ -256,6 +270,7 @@ class Outbox:
         lossy_threshold = self.settings.lossy_threshold if lossy else limit
         dirty = self._dirty
         slow: list[Peer] | None = None
+        queued = len(peers)
         for peer in peers:
             if (
                 lossy
@@ -263,10 +278,12 @@ class Outbox:
                 and self._still_over(peer, lossy_threshold)
             ):
                 self.counters.ephemeral_skipped += 1
+                queued -= 1
                 continue
             if peer.backfill is not None:
                 if lossy:
                     self.counters.ephemeral_skipped += 1  # behind its replay: stale anyway
+                    queued -= 1
                 elif self._behind_backfill(peer, frame):
                     slow = slow or []
                     slow.append(peer)
@@ -286,12 +303,15 @@ class Outbox:
         if slow:
             for peer in slow:
                 self._drop_slow(peer)
+        return queued
 
     def _expand_cast(self) -> None:
         """Turn the pending cast into per-member queues (something must follow it)."""
         cast, self._cast = self._cast, None
         if cast is not None:
-            self._queue_to_all(cast.recipients(), cast.frame, False)
+            queued = self._queue_to_all(cast.recipients(), cast.frame, False)
+            if cast.message:
+                self.counters.deliveries += queued
 
     def _take_cast(self, peer: Peer) -> None:
         """Queue the pending cast to ``peer`` alone, ahead of what comes next for it."""
@@ -302,22 +322,28 @@ class Outbox:
             and peer.client_id not in cast.skip
         ):
             cast.skip.add(peer.client_id)
-            self._queue_to_all((peer,), cast.frame, False)
+            queued = self._queue_to_all((peer,), cast.frame, False)
+            if cast.message:
+                self.counters.deliveries += queued
 
     @staticmethod
-    def _unqueue_last(peer: Peer | None, frame: bytes) -> None:
+    def _unqueue_last(peer: Peer | None, frame: bytes) -> bool:
         """Take ``frame`` back from the peer it was not meant for (a presence
-        event about that peer itself); cheaper than testing every member."""
+        event about that peer itself); cheaper than testing every member.
+        Whether it was there to take."""
         if peer is None:
-            return
+            return False
         if peer.out and peer.out[-1] is frame:
             peer.out.pop()
             peer.pending -= len(frame)
-        elif peer.backfill is not None and peer.backfill.frames:
+            return True
+        if peer.backfill is not None and peer.backfill.frames:
             frames = peer.backfill.frames
             if frames[-1][0] is frame:
                 frames.pop()
                 peer.backfill.added -= len(frame)
+                return True
+        return False
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -332,7 +358,7 @@ class Outbox:
         if self._doomed:
             doomed, self._doomed = self._doomed, []
             for peer in doomed:
-                self._unregister(peer)
+                self._unregister(peer, CLOSE_SLOW_CONSUMER)  # counted unless gone already
                 peer.transport.close(CLOSE_SLOW_CONSUMER, "slow consumer", True)
         cast, self._cast = self._cast, None
         if cast is not None:
@@ -353,10 +379,14 @@ class Outbox:
             peers.append(peer)
             datas.append(out[0] if len(out) == 1 else b"".join(out))
             if held >= BATCH_BYTES:
+                self.counters.bytes_sent += held
                 self._write(peers, datas, limit)
                 peers, datas, held = [], [], 0
         if peers:
+            self.counters.bytes_sent += held
             self._write(peers, datas, limit)
+        if self.timer is not None:
+            self.timer.flushed()
 
     def flush_peer(self, peer: Peer) -> None:
         """Write what is queued to ``peer`` now: due before a close frame."""
@@ -364,11 +394,11 @@ class Outbox:
             self._take_cast(peer)
         self._write_queue(peer)
 
-    @staticmethod
-    def _write_queue(peer: Peer) -> None:
+    def _write_queue(self, peer: Peer) -> None:
         """Hand ``peer``'s queue to its transport now, ahead of the flush."""
         out = peer.out
         if out:
+            self.counters.bytes_sent += peer.pending
             peer.out = None  # (it stays in the dirty list; the flush skips it)
             peer.pending = 0
             peer.backlog = peer.transport.write(out[0] if len(out) == 1 else b"".join(out))
@@ -377,12 +407,15 @@ class Outbox:
         """Write the cast to its members in one batch; members with a backlog
         get it through their queues, whose limit check comes before the write."""
         peers = cast.recipients()
+        if cast.message:
+            self.counters.deliveries += len(peers)
         ready = [p for p in peers if not p.backlog and p.backfill is None]
         if len(ready) != len(peers):
             self._queue_to_all(
                 [p for p in peers if p.backlog or p.backfill is not None], cast.frame, False
             )
         if ready:
+            self.counters.bytes_sent += len(cast.frame) * len(ready)
             self._write(ready, [cast.frame] * len(ready), self.settings.send_buffer_limit)
 
     def _write(self, peers: list[Peer], datas: list[bytes], limit: int) -> None:

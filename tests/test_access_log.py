@@ -66,7 +66,7 @@ def test_open_and_close_lines_name_the_connection_its_code_duration_and_bytes() 
         assert client.ending().code == 1000
 
         closed = wait_close(server, client.client_id)
-        assert closed["code"] == "1000" and closed["closed_by"] == "client"
+        assert closed["code"] == "1000"
         assert closed["endpoint"] == "/ws" and closed["addr"] == "127.0.0.1"
         assert 0 <= float(closed["duration_s"]) < 60
         # In: the publish (5 KB, plus framing and, handed off, the handshake). Out:
@@ -84,7 +84,7 @@ def test_open_and_close_lines_name_the_connection_its_code_duration_and_bytes() 
         echo.send_close(4321)
         echo.ending()
         closed = wait_close(server, echo_id)
-        assert closed["code"] == "4321" and closed["closed_by"] == "client"
+        assert closed["code"] == "4321"
 
 
 def test_a_client_that_vanishes_is_logged_with_1006() -> None:
@@ -93,14 +93,14 @@ def test_a_client_that_vanishes_is_logged_with_1006() -> None:
         client.still_open()
         client.abort()  # RST, no close frame
         closed = wait_close(server, client.client_id)
-        assert closed["code"] == "1006" and closed["closed_by"] == "none"
+        assert closed["code"] == "1006"
 
 
 def test_a_stale_client_is_logged_with_4000() -> None:
     with HubProcess("--ping_interval=0.2", "--ping_timeout=0.3") as server:
         silent = HubWire(server.port)  # reads nothing, answers no ping
         closed = wait_close(server, silent.client_id)
-        assert closed["code"] == "4000" and closed["closed_by"] == "server"
+        assert closed["code"] == "4000"
         silent.abort()
 
 
@@ -123,7 +123,7 @@ def test_a_slow_consumer_is_logged_with_4001() -> None:
             if f["event"] == "open" and f["client_id"] != publisher.client_id
         )
         closed = wait_close(server, stuck_id)
-        assert closed["code"] == "4001" and closed["closed_by"] == "server"
+        assert closed["code"] == "4001"
         # What it acknowledged (handed off) or what was written to it (on Tornado's
         # path): at least what its receive window took, less than all that was sent.
         assert 4096 <= int(closed["bytes_out"]) < (i + 1) * 31_000, (closed, i)
@@ -149,7 +149,7 @@ def test_shutdown_closes_are_logged_with_1001() -> None:
         assert endings == [1001, 1001, 1001]
         for client in clients:
             closed = closes_of(server, client.client_id)
-            assert [(c["code"], c["closed_by"]) for c in closed] == [("1001", "server")]
+            assert [c["code"] for c in closed] == ["1001"]
     finally:
         server.stop()
 
@@ -199,7 +199,7 @@ def test_json_format_writes_every_record_as_one_object() -> None:
         opened = next(r for r in every if r.get("event") == "open")
         closed = next(r for r in every if r.get("event") == "close")
         assert opened["logger"] == "wshub.access" and opened["client_id"] == client.client_id
-        assert closed["code"] == 1000 and closed["closed_by"] == "client"
+        assert closed["code"] == 1000
         assert isinstance(closed["bytes_in"], int) and isinstance(closed["duration_s"], float)
         assert "secret=1" not in server.log()
 

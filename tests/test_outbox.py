@@ -15,6 +15,8 @@ from tests.hubkit import RecordingTransport
 class Counters:
     slow_consumers_dropped = 0
     ephemeral_skipped = 0
+    deliveries = 0
+    bytes_sent = 0
 
 
 class HandOutbox:
@@ -30,7 +32,7 @@ class HandOutbox:
             self.rooms,
             self.counters,
             self.callbacks.append,
-            self.forgotten.append,
+            lambda peer, close_code: self.forgotten.append(peer),
         )
 
     def member(self, room: str, name: str) -> Peer:
