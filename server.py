@@ -47,7 +47,7 @@ from handlers.deflate import DeflateSettings
 from handlers.diagnostics import Diagnostics
 from handlers.echo import EchoSocketHandler
 from handlers.hosts import default_allowed_hosts, parse_allowed_hosts
-from handlers.http import HealthHandler, PageHandler
+from handlers.http import AdminPageHandler, HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
 from handlers.listener import GuardedHTTPServer
 from handlers.log_format import apply_log_format
@@ -821,7 +821,7 @@ def make_app(
             (r"/healthz", HealthHandler, {"hub": hub, "diagnostics": diagnostics}),
             (r"/", PageHandler, {"path": STATIC_DIR, "page": "index.html"}),
             (r"/whiteboard", PageHandler, {"path": STATIC_DIR, "page": "whiteboard.html"}),
-            (r"/admin", PageHandler, {"path": STATIC_DIR, "page": "admin.html"}),
+            (r"/admin", AdminPageHandler, {"path": STATIC_DIR, "api_on": bool(api_keys)}),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": STATIC_DIR}),
             *api_routes(hub, api_keys, max_message_size),
         ],
