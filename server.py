@@ -48,9 +48,10 @@ from handlers.diagnostics import Diagnostics
 from handlers.echo import EchoSocketHandler
 from handlers.fanout.batch_writer import default_threads, describe_writer, make_batch_writer
 from handlers.hosts import default_allowed_hosts, parse_allowed_hosts
-from handlers.http import HealthHandler, PageHandler
+from handlers.http import AdminPageHandler, HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
 from handlers.listener import GuardedHTTPServer
+from handlers.log_format import apply_log_format
 from handlers.log_privacy import keep_queries_out_of_logs
 from handlers.metrics import MULTIPROC_ENV, MetricsExporter, metrics_routes, prepare_multiprocess
 from handlers.metrics import available as metrics_available
@@ -314,6 +315,14 @@ define(
     group=SCALE_OUT,
     help="members a room lists in joined and announces one by one (count); beyond it, "
     "a count event once a second",
+)
+LOGS = "Logs"
+OPTION_GROUPS = (*OPTION_GROUPS, LOGS)
+define(
+    "log_format",
+    default="text",
+    group=LOGS,
+    help="text: lines for people; json: one JSON object per line, every record (docs/logging.md)",
 )
 define(
     "config",
@@ -796,6 +805,25 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
         log.log(level, "%d %s %s (%s)", status, request.method[:16], path, request.remote_ip)
 
 
+def log_format() -> None:
+    """Apply ``--log_format`` to the log handler Tornado's option parsing installed."""
+    try:
+        apply_log_format(options.log_format)
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+
+
+def describe_deployment(hub: Hub, api_keys: tuple[str, ...]) -> str:
+    """For the start-up line: processes, auth and TLS, each on or off."""
+    processes = options.processes if options.processes > 0 else os.cpu_count() or 1
+    tls = "on" if getattr(options, "certfile", None) else "off"
+    return (
+        f"{processes} process{'es' if processes != 1 else ''}, "
+        f"tokens {'on' if hub.verifier is not None else 'off'}, "
+        f"API {'on' if api_keys else 'off'}, TLS {tls}"
+    )
+
+
 def make_app(
     hub: Hub,
     allowed_origins: frozenset[str] = frozenset(),
@@ -832,6 +860,7 @@ def make_app(
             (r"/healthz", HealthHandler, {"hub": hub, "diagnostics": diagnostics}),
             (r"/", PageHandler, {"path": STATIC_DIR, "page": "index.html"}),
             (r"/whiteboard", PageHandler, {"path": STATIC_DIR, "page": "whiteboard.html"}),
+            (r"/admin", AdminPageHandler, {"path": STATIC_DIR, "api_on": bool(api_keys)}),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": STATIC_DIR}),
             *metrics_routes(metrics, api_keys),
             *api_routes(hub, api_keys, max_message_size),
@@ -929,13 +958,14 @@ async def serve(
     heartbeat.start()
     log.info(
         "WebSocket hub listening on %s (max_connections=%d, open-file limit %d, %s;"
-        " node %s, %s broker)",
+        " node %s, %s broker; %s)",
         " and ".join(_url(sock, "https" if ssl_context else "http") for sock in sockets),
         hub.settings.max_connections,
         fd_limit,
         describe_writer(hub.write_batch),
         broker.node,
         broker.kind,
+        describe_deployment(hub, api_keys),
     )
     if not handoff:
         log.info("hand-off off: every connection stays on Tornado's public WebSocket API")
@@ -1032,6 +1062,7 @@ def main(argv: list[str] | None = None) -> None:
     exits with status 2."""
     try:
         load_options(argv)
+        log_format()
         allowed_origins = parse_origins(options.allowed_origins)
         handoff = parse_switch("handoff", options.handoff)
         compression = deflate_settings()

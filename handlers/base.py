@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
+from handlers.access_log import log_close, log_open, log_refused
 from handlers.deflate import DeflateSettings
 from handlers.diagnostics import Diagnostics
 from handlers.handoff import HandoffMixin, plain_upgrade_key, upgrade_directly, upgrade_refusal
@@ -72,7 +74,8 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
     socket_connection: SocketConnection | None = None
     """The connection that takes the socket over when we answered the upgrade
     ourselves (`handoff.upgrade_directly`); it is the peer's sink from ``open`` on."""
-    KEEP_AFTER_HANDOFF = ("hub", "peer", "compression")
+    opened_at = 0.0  # monotonic time of ``open``, for the access log's duration
+    KEEP_AFTER_HANDOFF = ("hub", "peer", "compression", "opened_at")
     """The only state the handler still needs once its socket is handed off."""
 
     def initialize(
@@ -150,13 +153,22 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
             ip=self.request.remote_ip or "",
             kind=self.kind,
         )
+        self.opened_at = time.monotonic()
         refusal = self.hub.register(peer)
         if refusal is None:
             self.peer = peer
-        elif self.socket_connection is not None:
+            self.admitted(peer)
+            log_open(peer)
+            return
+        log_refused(peer, refusal[0])
+        if self.socket_connection is not None:
             self.socket_connection.close(*refusal, False)
         else:
             self.close(*refusal)
+
+    def admitted(self, peer: Peer) -> None:
+        """``peer`` is registered; the endpoint may check it further (a token) before
+        the access log records the connection."""
 
     def _tornado_sink(self) -> WebSocketSink:
         """How the hub writes to a connection Tornado keeps."""
@@ -170,10 +182,13 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         self.on_pong(data)
 
     def on_close(self) -> None:
-        if self.peer is not None:
+        peer = self.peer
+        if peer is not None:
             # The close frame's code (Tornado's close_code, or ours: see SocketConnection).
-            self.hub.unregister(self.peer, getattr(self, "close_code", None) or CLOSE_ABNORMAL)
+            code = getattr(self, "close_code", None) or CLOSE_ABNORMAL
+            self.hub.unregister(peer, code)
             self.peer = None  # handler -> peer -> sink -> handler: let refcounts free it
+            log_close(peer, self.opened_at, code, peer.sink)
 
     def flush_queued(self) -> None:
         """Called before a close frame goes out: replies to messages received

@@ -1,4 +1,4 @@
-"""Plain HTTP endpoints: health and the demo pages."""
+"""Plain HTTP endpoints: health, the demo pages and the admin dashboard's page."""
 
 from __future__ import annotations
 
@@ -34,3 +34,20 @@ class PageHandler(StaticFileHandler):
 
     def head(self):  # type: ignore[override]
         return self.get(include_body=False)
+
+
+class AdminPageHandler(RequestHandler):
+    """``GET /admin``: the dashboard (static/admin.html), told whether the backend
+    API is on, so that it can say how to turn it on without a request bound to
+    fail; its numbers come from ``/api/stats`` with the operator's key."""
+
+    def initialize(self, path: str, api_on: bool) -> None:
+        self.path = path
+        self.api_on = api_on
+
+    def get_template_path(self) -> str:
+        return self.path
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.render("admin.html", api="on" if self.api_on else "off")

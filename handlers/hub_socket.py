@@ -8,6 +8,7 @@ from types import TracebackType
 from tornado.web import HTTPError
 
 from handlers.base import HubSocketBase
+from hub.peer import Peer
 from hub.protocol import MAX_NAME_LENGTH
 
 log = logging.getLogger("wshub")
@@ -41,11 +42,9 @@ class HubSocketHandler(HubSocketBase):
     def display_name(self) -> str | None:
         return self._name
 
-    def open(self) -> None:
-        super().open()
+    def admitted(self, peer: Peer) -> None:
         token, self._token = self._token, None
-        if self.peer is not None:
-            self.hub.authenticate(self.peer, token)
+        self.hub.authenticate(peer, token)
 
     def on_message(self, message: str | bytes) -> None:
         peer = self.peer

@@ -11,7 +11,8 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-from handlers.tornado_compat import stream_backlog
+from handlers.access_log import Traffic
+from handlers.tornado_compat import stream_backlog, wire_bytes
 
 
 class WebSocketSink:
@@ -21,13 +22,15 @@ class WebSocketSink:
     message; the frames come from `hub.frames`, already complete.
     """
 
-    __slots__ = ("handler",)
+    __slots__ = ("handler", "protocol", "bytes_out")
 
     fd = -1
     """Never written to directly (see `handlers.fanout.batch_writer`): Tornado's stream owns it."""
 
     def __init__(self, handler: WebSocketHandler) -> None:
         self.handler = handler
+        self.protocol = handler.ws_connection  # kept for its byte counts at close
+        self.bytes_out = 0  # frames written past Tornado's own counting (straight to the stream)
 
     def write(self, data: bytes) -> int:
         connection = self.handler.ws_connection
@@ -38,7 +41,13 @@ class WebSocketSink:
             stream.write(data)
         except StreamClosedError:
             return 0
+        self.bytes_out += len(data)
         return stream_backlog(stream)
+
+    def traffic(self) -> Traffic:
+        """WebSocket bytes both ways: Tornado's counts plus the frames we wrote past it."""
+        read, written = wire_bytes(self.protocol)
+        return Traffic(bytes_in=read, bytes_out=written + self.bytes_out)
 
     def backlog(self) -> int:
         connection = self.handler.ws_connection

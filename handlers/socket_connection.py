@@ -26,6 +26,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from handlers.access_log import Traffic, tcp_traffic
 from handlers.diagnostics import Diagnostics
 from hub.frame_parser import FrameParser, WireError, parse_close
 from hub.frames import (
@@ -265,6 +266,14 @@ class SocketConnection(asyncio.Protocol):
             self._drop()
         else:
             self._arm_timer()
+
+    def traffic(self) -> Traffic | None:
+        """The bytes the TCP connection carried so far, by the kernel's count
+        (read at close: nothing is counted per frame)."""
+        transport = self.transport
+        if transport is None:
+            return None
+        return tcp_traffic(transport.get_extra_info("socket"))
 
     # -- output pacing ----------------------------------------------------------
 

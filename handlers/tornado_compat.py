@@ -270,3 +270,13 @@ class ProtocolHooks(WebSocketProtocol13):
         self, side: str, agreed_parameters: dict[str, Any], compression_options: Any = None
     ) -> dict[str, Any]:
         return self.compressor_options(side, agreed_parameters, compression_options)
+
+
+# -- byte counts, for the access log ---------------------------------------------
+
+
+def wire_bytes(protocol: Any) -> tuple[int, int]:
+    """The bytes Tornado's WebSocket protocol object read and wrote itself
+    (``_wire_bytes_in`` / ``_wire_bytes_out``, kept since Tornado 4 for its
+    compression statistics); (0, 0) where a version has none. Read once, at close."""
+    return getattr(protocol, "_wire_bytes_in", 0), getattr(protocol, "_wire_bytes_out", 0)

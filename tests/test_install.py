@@ -30,7 +30,14 @@ BUILD_OUTPUTS = shutil.ignore_patterns(
     ".git", "build", "dist", "*.egg-info", "__pycache__", "*.so", "tests", "bench",
     ".hypothesis", ".pytest_cache", ".ruff_cache", "reports", ".venv", "venv",
 )  # fmt: skip
-PAGES = {"/": "index.html", "/whiteboard": "whiteboard.html", "/static/hub.js": "hub.js"}
+PAGES = {
+    "/": "index.html",
+    "/whiteboard": "whiteboard.html",
+    "/static/hub.js": "hub.js",
+    "/static/admin.js": "admin.js",
+    "/static/vendor/uplot-1.6.32/uPlot.iife.min.js": "vendor/uplot-1.6.32/uPlot.iife.min.js",
+    "/static/vendor/uplot-1.6.32/LICENSE": "vendor/uplot-1.6.32/LICENSE",
+}
 DECOY = "raise ImportError('a decoy shadowed wshub: {name}')\n"
 
 
@@ -97,6 +104,8 @@ def test_installed_wshub_serves_pages_from_any_directory(form: str, tmp_path: Pa
             with urllib.request.urlopen(url, timeout=10) as response:
                 assert response.status == 200
                 assert response.read() == (Path(REPO) / "static" / name).read_bytes()
+        with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}/admin", timeout=10) as page:
+            assert b'data-api="off"' in page.read()  # the dashboard's page, from its template
         if batch_writer.send_many is not None:  # this machine builds the C helper
             assert "without the GIL" in proc.log(), proc.log()
     assert "Traceback" not in proc.log() and "decoy" not in proc.log()
