@@ -71,13 +71,8 @@ def upgrade(sock: socket.socket, port: int) -> bytes:
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
-    head = b""
-    while b"\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return head.split(b"\r\n", 1)[0]
+    with sock.makefile("rb") as answer:
+        return answer.readline().rstrip(b"\r\n")
 
 
 def test_a_burst_past_tornados_default_backlog_is_queued_and_served() -> None:
