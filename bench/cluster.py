@@ -70,11 +70,12 @@ async def redis_server(host: str = "127.0.0.1") -> AsyncIterator[tuple[str, int]
 async def cluster(env: Env, nodes: int, broker: str | None) -> AsyncIterator[list[ServerProcess]]:
     """``nodes`` of our server, on ``broker`` (None: the memory broker)."""
     extra = [f"--broker={broker}"] if broker else []
-    async with running_server(env, OURS, extra) as first:
+    ours = OURS if env.ours_root is None else dataclasses.replace(OURS, root=env.ours_root)
+    async with running_server(env, ours, extra) as first:
         if nodes == 1:
             yield [first]
             return
-        async with running_server(env, OURS, extra) as second:
+        async with running_server(env, ours, extra) as second:
             yield [first, second]
 
 
