@@ -50,7 +50,7 @@ from handlers.fanout.batch_writer import default_threads, describe_writer, make_
 from handlers.hosts import default_allowed_hosts, parse_allowed_hosts
 from handlers.http import AdminPageHandler, HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler
-from handlers.listener import GuardedHTTPServer
+from handlers.listener import LISTEN_BACKLOG, GuardedHTTPServer
 from handlers.log_format import apply_log_format
 from handlers.log_privacy import keep_queries_out_of_logs
 from handlers.metrics import MULTIPROC_ENV, MetricsExporter, metrics_routes, prepare_multiprocess
@@ -618,7 +618,10 @@ def listen(host: str, port: int, reuse_port: bool = False) -> list[socket.socket
     _check_port(port)
     try:
         return tornado.netutil.bind_sockets(
-            port, None if host in ("::", "") else host, reuse_port=reuse_port
+            port,
+            None if host in ("::", "") else host,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=reuse_port,
         )
     except OSError as exc:
         raise StartupError(_bind_problem(host, port, exc)) from None

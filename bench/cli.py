@@ -245,7 +245,7 @@ async def run_all(args: argparse.Namespace, cases: list[Case]) -> list[dict[str,
         env.server_args.setdefault(name, []).append(flag)
     kinds = [KINDS[k.strip()] for k in args.servers.split(",") if k.strip()]
     if args.ours_dir:
-        root = Path(args.ours_dir).resolve()
+        root = env.ours_root = Path(args.ours_dir).resolve()
         ours = [k.name for k in kinds if k.name.startswith("ours")]
         kinds = [dataclasses.replace(k, root=root) if k.name in ours else k for k in kinds]
     out = []

@@ -130,6 +130,8 @@ JOIN_STORM = [
     Metric("join_storm_s", "seconds until all joined", "lower", "{:.2f}", "≤ 3 (1 node), ≤ 4 (2)"),
     Metric("joins_per_s", "joins/s", "higher", "{:,.0f}"),
     Metric("server_cpu_us_per_join", "server CPU µs/join (all nodes)", "lower", "{:.0f}"),
+    Metric("loadgen_cpu_us_per_join", "load generator CPU µs/join", "lower", "{:.0f}"),
+    Metric("loadgen_start_s", "load generator start-up s (before the clock)", "", "{:.2f}"),
     Metric("failed", "failed", "", "{:,}", "0", 0),
 ]
 ABUSE = [

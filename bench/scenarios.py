@@ -14,6 +14,7 @@ import subprocess
 import time
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from bench.addresses import source_addresses, split_evenly
@@ -41,6 +42,7 @@ class Env:
     server_args: dict[str, list[str]] = field(default_factory=dict)
     profile_dir: str | None = None  # profile measured phases with cProfile
     perf_dir: str | None = None  # sample measured phases with `perf record` (kernel included)
+    ours_root: Path | None = None  # --ours-dir: run our server from that checkout
 
     @property
     def loadgen_cores(self) -> int:

@@ -42,6 +42,7 @@ class WorkerConfig:
     probe_every: int = 0  # every k-th connection measures latency; 0 = none
     stuck: int = 0  # this many connections stop reading after joining
     concurrency: int = 48  # connection attempts in flight
+    start_on_go: bool = False  # start up, report "armed", connect only on "go"
     connect_timeout: float = 20.0
     deadline_s: float = 600.0
     cpus: list[int] | None = None
@@ -179,6 +180,21 @@ class Worker:
         await asyncio.gather(*(self._handshake(i, sem) for i in range(self.cfg.count)))
         self.hs_times = (start, time.monotonic_ns())
 
+    async def _armed(self, deadline: float) -> bool:
+        """Say "armed" and wait for "go" (True) or "stop" (False): a timed storm
+        then starts from processes already running, not from their start-up."""
+        self.send("armed", self.snapshot())
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                cmd, _ = await asyncio.wait_for(self.commands.get(), remaining)
+            except TimeoutError:
+                break
+            if cmd == "go":
+                return True
+            if cmd == "stop":
+                break
+        return False
+
     # -- main ----------------------------------------------------------------
     def collect(self) -> dict[str, Any]:
         """Snapshot plus the latencies measured since the last collect (then cleared)."""
@@ -240,6 +256,8 @@ class Worker:
         deadline = time.monotonic() + self.cfg.deadline_s
         try:
             if self.cfg.mode in ("subscribe", "idle"):
+                if self.cfg.start_on_go and not await self._armed(deadline):
+                    return
                 await self.open_all()
                 self.send("ready", self.snapshot())
             while True:

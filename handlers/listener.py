@@ -41,6 +41,11 @@ log = logging.getLogger("wshub")
 
 ACCEPT_BATCH = 128
 """Connections accepted per readable event, like Tornado's (its default listen backlog)."""
+LISTEN_BACKLOG = 4096
+"""Connections the kernel completes and queues before ``accept`` (capped by
+``net.core.somaxconn``). Tornado's default of 128 overflows in a reconnect storm:
+the kernel then drops the SYNs past it and each of those clients waits out a
+1 s retransmit (a 10,000-client join storm took seconds longer)."""
 BACKOFF_FIRST = 0.05
 """Seconds the accept loop pauses after the first failure for lack of resources."""
 BACKOFF_MAX = 1.0

@@ -19,7 +19,7 @@ import heapq
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
@@ -45,8 +45,9 @@ class JoinResult:
     epoch: str
     seq: int
     member_count: int
-    members_json: str
-    """The JSON array of members, ready to splice into ``joined`` (see `protocol.joined_frame`)."""
+    members_json: bytes
+    """The JSON array of members (UTF-8), ready to splice into ``joined`` (see
+    `protocol.joined_frame`)."""
     truncated: bool
     replay: Replay
     catch_up: list[bytes] = field(default_factory=list)
@@ -127,6 +128,11 @@ class Broker(Protocol):
         """Counters for /healthz."""
 
 
+def members_array(texts: Iterable[bytes]) -> bytes:
+    """The JSON array of members' JSON texts, as ``joined`` carries it."""
+    return b"[" + b",".join(texts) + b"]"
+
+
 class ListedMembers:
     """The members ``joined`` lists in a room over the presence limit: the first
     ``limit`` to join, encoded once and reused until one of them leaves (joiners
@@ -134,9 +140,9 @@ class ListedMembers:
 
     __slots__ = ("json", "client_ids")
 
-    def __init__(self, present: dict[str, str], limit: int) -> None:
+    def __init__(self, present: dict[str, bytes], limit: int) -> None:
         first = list(islice(present.items(), limit))
-        self.json = "[" + ",".join(text for _, text in first) + "]"
+        self.json = members_array(text for _, text in first)
         self.client_ids = {client_id for client_id, _ in first}
 
 
@@ -209,9 +215,9 @@ class MemoryBroker:
         self._clock = clock
         self._wall_clock_ms = wall_clock_ms
         self._histories: dict[str, RoomHistory] = {}  # every room with members or kept history
-        # room -> client_id -> the member as JSON, kept encoded: a joiner of a room of
-        # N members gets all N, and encoding N dicts per join made big rooms slow.
-        self._presence: dict[str, dict[str, str]] = {}
+        # room -> client_id -> the member as UTF-8 JSON, kept encoded: a joiner of a
+        # room of N members gets all N, and encoding N dicts per join made big rooms slow.
+        self._presence: dict[str, dict[str, bytes]] = {}
         self._empty: dict[str, None] = {}  # rooms without members, oldest-emptied first
         self._recent: dict[str, None] = {}  # rooms holding frames, least recently used first
         self._held_bytes = 0  # frame bytes held by all rooms
@@ -264,7 +270,7 @@ class MemoryBroker:
             history.empty_since = None
         limit = self.presence_limit
         if member["client_id"] not in present:
-            present[member["client_id"]] = protocol.to_json(member)
+            present[member["client_id"]] = protocol.to_json(member).encode()
             if len(present) <= limit:
                 self._deliver(
                     room, protocol.presence_frame(room, "join", member), member["client_id"], False
@@ -273,7 +279,7 @@ class MemoryBroker:
                 self._counts.changed(room)
         count = len(present)
         if count <= limit:
-            members_json = "[" + ",".join(present.values()) + "]"
+            members_json = members_array(present.values())
         else:
             listed = self._listed.get(room)
             if listed is None:

@@ -76,16 +76,18 @@ def close_payload(code: int | None, reason: str) -> bytes:
     return struct.pack("!H", code) + reason.encode()[:MAX_CLOSE_REASON]
 
 
+def frame_header(length: int, opcode: int = OP_TEXT) -> bytes:
+    """The header of one unfragmented, unmasked frame of ``length`` payload bytes."""
+    if length < 126:
+        return bytes((_FIN | opcode, length))
+    if length < 0x10000:
+        return struct.pack("!BBH", _FIN | opcode, 126, length)
+    return struct.pack("!BBQ", _FIN | opcode, 127, length)
+
+
 def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     """Return one unfragmented, unmasked frame carrying ``payload``."""
-    length = len(payload)
-    if length < 126:
-        header = bytes((_FIN | opcode, length))
-    elif length < 0x10000:
-        header = struct.pack("!BBH", _FIN | opcode, 126, length)
-    else:
-        header = struct.pack("!BBQ", _FIN | opcode, 127, length)
-    return header + payload
+    return frame_header(len(payload), opcode) + payload
 
 
 def split_frames(data: bytes) -> list[tuple[int, bytes]]:

@@ -48,6 +48,7 @@ from hub.broker import (
     PresenceCounts,
     PublishDone,
     RoomState,
+    members_array,
     new_node_id,
 )
 from hub.frames import OP_TEXT, frame
@@ -110,7 +111,7 @@ class _Room:
         self.members: dict[str, str] = {}  # local client_id -> member JSON
         self.subscribed: asyncio.Future[None] | None = None
         # In a room over the presence limit, the members joined lists: (when read, JSON).
-        self.listed: tuple[float, str] | None = None
+        self.listed: tuple[float, bytes] | None = None
         self.joining = 0  # joins waiting for Redis: the room must not be dropped meanwhile
 
     def reached(self, epoch: str, seq: int) -> bool:
@@ -457,10 +458,10 @@ class RedisBroker:
         room = join.room
         room.members[join.member["client_id"]] = join.member_json
         if not reply.truncated:
-            members_json = "[" + ",".join(reply.members) + "]"
+            members_json = members_array(reply.members)
             room.listed = None
         elif reply.members or room.listed is None:
-            members_json = "[" + ",".join(reply.members) + "]"
+            members_json = members_array(reply.members)
             room.listed = (time.monotonic(), members_json)
         else:
             members_json = room.listed[1]

@@ -74,9 +74,10 @@ class JoinReply:
     epoch: str
     seq: int
     member_count: int
-    members: list[str]
-    """Members' JSON texts: all of them, or ``presence_limit`` of them when
-    truncated (none when truncated and not asked for: ``list_big`` false)."""
+    members: list[bytes]
+    """Members' JSON texts (UTF-8, as Redis holds them): all of them, or
+    ``presence_limit`` of them when truncated (none when truncated and not asked
+    for: ``list_big`` false)."""
     truncated: bool
     history: list[bytes]
     """The message texts held, oldest first (only when asked for)."""
@@ -239,7 +240,7 @@ class RedisRooms:
                     _text(epoch),
                     int(seq),
                     int(count),
-                    [_text(m) for m in members],
+                    list(members),
                     bool(truncated),
                     list(history),
                 )

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from hub import protocol
+from hub.broker import members_array
 from hub.protocol import Join, Leave, ProtocolError, Publish, parse
 from tests.hubkit import decode_frames
 
@@ -99,7 +100,25 @@ def test_lone_surrogates_are_relayed_escaped_not_crashed_on() -> None:
 
 def test_joined_frame_splices_the_encoded_member_list() -> None:
     members = [{"client_id": "a-1", "name": "zoë"}, {"client_id": "a-2", "name": "\ud800"}]
-    encoded = "[" + ",".join(protocol.to_json(m) for m in members) + "]"
+    encoded = members_array(protocol.to_json(m).encode() for m in members)
     [(opcode, payload)] = decode_frames(protocol.joined_frame("r", "e", 7, encoded))
     body = json.loads(payload)
     assert body == {"type": "joined", "room": "r", "epoch": "e", "seq": 7, "members": members}
+
+
+def test_joined_frame_of_a_big_room_has_the_long_length_form_and_the_request_id() -> None:
+    members = [{"client_id": f"c-{i}", "name": f"member {i}"} for i in range(2000)]  # ~80 KB
+    encoded = members_array(protocol.to_json(m).encode() for m in members)
+    frame = protocol.joined_frame("r", "e", 7, encoded, "\udfff", 5000, True)
+    [(opcode, payload)] = decode_frames(frame)
+    assert frame[1] == 127 and len(payload) > 0xFFFF  # the 8-byte length
+    assert json.loads(payload) == {
+        "type": "joined",
+        "room": "r",
+        "epoch": "e",
+        "seq": 7,
+        "member_count": 5000,
+        "members_truncated": True,
+        "id": "\udfff",
+        "members": members,
+    }
