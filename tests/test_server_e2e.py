@@ -65,9 +65,13 @@ async def test_name_longer_than_64_is_refused_at_the_handshake(live: LiveServer)
     assert ok.client_id
 
 
-@pytest.mark.parametrize("path", ["/ws", "/ws/echo"])
-async def test_oversized_message_closes_with_1009_and_others_go_on(make_server, path: str) -> None:
-    live = make_server(max_message_size=1024)
+@pytest.mark.parametrize(
+    ("path", "tls"), [("/ws", False), ("/ws/echo", False), ("/ws", True)], ids=["ws", "echo", "wss"]
+)
+async def test_oversized_message_closes_with_1009_and_others_go_on(
+    make_server, path: str, tls: bool
+) -> None:
+    live = make_server(max_message_size=1024, tls=tls)
     other = await live.connect("other", path="/ws/echo")
     big = await live.connect("big", path=path)
     big.connection.write_message("x" * 2000)
@@ -95,11 +99,12 @@ async def test_silent_peer_is_evicted_with_4000_and_its_rooms_hear_it(make_serve
     raw.close()
 
 
-async def test_capacity_guard_closes_with_1013_and_never_exceeds(make_server) -> None:
-    live = make_server(max_connections=3)
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+async def test_capacity_guard_closes_with_1013_and_never_exceeds(make_server, tls) -> None:
+    live = make_server(max_connections=3, tls=tls)
     clients = [await live.connect(f"c{i}") for i in range(2)]
     clients.append(await live.connect(path="/ws/echo"))
-    refused = await JsonClient.open(live.ws_url("/ws?name=late"))
+    refused = await JsonClient.open(live.ws_url("/ws?name=late"), ssl_options=live.client_tls)
     code, _ = await refused.closed()
     assert code == 1013
     body = await health(live)

@@ -18,7 +18,8 @@ import time
 import urllib.request
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import websocket_connect
 
 from tests.certificates import Certificates, make_certificates
 from tests.command import SERVER, Command, run_server_command
@@ -59,13 +60,16 @@ async def test_tls_connections_stay_on_tornados_stream(make_server) -> None:
     live = make_server(tls=True, compression=True)
     plain = await live.connect("plain")
     await plain.join("r")
-    echo = await live.connect(path="/ws/echo")
-    echo.connection.write_message("back")
-    assert await echo.recv_raw() == "back"
+    request = HTTPRequest(live.ws_url("/ws/echo"), ssl_options=live.client_tls)
+    deflated = await websocket_connect(request, compression_options={})
+    assert "permessage-deflate" in deflated.headers.get("Sec-WebSocket-Extensions", "")
+    deflated.write_message("back " * 100)
+    assert await deflated.read_message() == "back " * 100
     response = await AsyncHTTPClient().fetch(live.url("/healthz"), ssl_options=live.client_tls)
     health = json.loads(response.body)
     assert health["connections"] == 2 and health["handed_off_sockets"] == 0
     assert live.hub.peers and all(p.sink.fd == -1 for p in live.hub.peers.values())
+    deflated.close()
 
 
 def test_a_client_that_never_completes_the_tls_handshake_is_cut(certificates) -> None:
