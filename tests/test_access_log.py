@@ -87,6 +87,25 @@ def test_open_and_close_lines_name_the_connection_its_code_duration_and_bytes() 
         assert closed["code"] == "4321"
 
 
+def test_a_connection_refused_at_capacity_is_one_refused_line() -> None:
+    with HubProcess("--max_connections=1") as server:
+        first = HubWire(server.port)
+        second = Wire(server.port, "/ws")
+        assert second.ending().code == 1013
+        refused = wait_for(
+            lambda: [f for f in access_lines(server) if f["event"] == "refused"],
+            what="the refused line",
+        )
+        assert [(f["code"], f["endpoint"]) for f in refused] == [("1013", "/ws")]
+        assert refused[0]["client_id"] != first.client_id
+        # Neither an open nor a close line for it: it never was a connection of the hub.
+        events = [(f["event"], f["client_id"]) for f in access_lines(server)]
+        assert ("open", refused[0]["client_id"]) not in events
+        assert ("close", refused[0]["client_id"]) not in events
+        first.abort()
+        second.abort()
+
+
 def test_a_client_that_vanishes_is_logged_with_1006() -> None:
     with HubProcess() as server:
         client = HubWire(server.port)

@@ -12,6 +12,7 @@ import pytest
 from tests.browser.admin import LONG_ROOM, Traffic
 from tests.browser.conftest import DESKTOP, PHONE, TIMEOUT_MS
 from tests.browser.server_process import ServerProcess
+from tests.hostile.hubwire import HubWire
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 
@@ -173,4 +174,28 @@ def test_readable_on_a_phone_without_horizontal_scroll(
         chart = tab.page.locator("#chart canvas").bounding_box()
         assert chart is not None and chart["x"] >= 0 and chart["x"] + chart["width"] <= 390
         tab.page.screenshot(path=str(artifacts / "admin-phone.png"), full_page=True)
+    assert tab.errors == []
+
+
+def test_with_redis_every_node_is_listed(
+    redis_server: Any,
+    start_server: Callable[..., ServerProcess],
+    admin_page: Callable[..., AdminPage],
+) -> None:
+    nodes = [start_server(f"--broker={redis_server.url}", f"--api_key={KEY}") for _ in range(2)]
+    members = [HubWire(node.port) for node in nodes]
+    try:
+        ids = [member.welcome["node"] for member in members]
+        assert ids[0] != ids[1]
+        tab = admin_page(nodes[0].url + "/admin")
+        tab.sign_in(KEY)
+        expect(tab.page.locator("#nodes-panel")).to_be_visible()
+        rows = tab.page.locator("#t-nodes tr")
+        expect(rows).to_have_count(2, timeout=TIMEOUT_MS * 2)  # nodes report once a second
+        for node_id in ids:
+            expect(tab.page.locator("#t-nodes")).to_contain_text(node_id)
+        expect(tab.page.locator("#v-broker")).to_have_text("redis ✓")
+    finally:
+        for member in members:
+            member.abort()
     assert tab.errors == []
