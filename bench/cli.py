@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--servers",
         default="ours,baseline",
-        help="comma list of: ours, baseline, ours-handoff-off (ours on Tornado's public API)",
+        help="comma list of: ours, baseline, ours-handoff-off (ours on Tornado's public API),"
+        " ours-metrics-off (ours with --metrics=false)",
     )
     p.add_argument(
         "--json", default="bench-results.json", help="write the JSON report here ('-' = stdout)"

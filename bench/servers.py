@@ -60,7 +60,9 @@ BASELINE = ServerKind(
 )
 # Ours with every connection on Tornado's public API: what the hand-off buys.
 OURS_HANDOFF_OFF = ServerKind("ours-handoff-off", OURS.argv, (*OURS.extra, "--handoff=off"))
-KINDS = {k.name: k for k in (OURS, BASELINE, OURS_HANDOFF_OFF)}
+# Ours without /metrics and its broadcast histogram: what the metrics cost.
+OURS_METRICS_OFF = ServerKind("ours-metrics-off", OURS.argv, (*OURS.extra, "--metrics=false"))
+KINDS = {k.name: k for k in (OURS, BASELINE, OURS_HANDOFF_OFF, OURS_METRICS_OFF)}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
