@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--servers",
         default="ours,baseline",
         help="comma list of: ours, baseline, ours-handoff-off (ours on Tornado's public API),"
-        " ours-tls (ours over wss://)",
+        " ours-tls (ours over wss://), ours-metrics-off (ours with --metrics=false)",
     )
     p.add_argument(
         "--json", default="bench-results.json", help="write the JSON report here ('-' = stdout)"

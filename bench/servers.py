@@ -66,7 +66,9 @@ BASELINE = ServerKind(
 OURS_HANDOFF_OFF = ServerKind("ours-handoff-off", OURS.argv, (*OURS.extra, "--handoff=off"))
 # Ours over TLS (wss://): what encryption costs per delivery and per connection.
 OURS_TLS = ServerKind("ours-tls", OURS.argv, OURS.extra, tls=True)
-KINDS = {k.name: k for k in (OURS, BASELINE, OURS_HANDOFF_OFF, OURS_TLS)}
+# Ours without /metrics and its broadcast histogram: what the metrics cost.
+OURS_METRICS_OFF = ServerKind("ours-metrics-off", OURS.argv, (*OURS.extra, "--metrics=false"))
+KINDS = {k.name: k for k in (OURS, BASELINE, OURS_HANDOFF_OFF, OURS_TLS, OURS_METRICS_OFF)}
 
 
 def free_port(host: str = "127.0.0.1") -> int:

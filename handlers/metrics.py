@@ -132,7 +132,9 @@ class MetricsExporter:
             return prom.Counter(name, text, labels, registry=registry)
 
         self.connections = gauge("wshub_connections", "Open WebSocket connections", ["endpoint"])
-        self.rooms = gauge("wshub_rooms", "Rooms with a member on this node (summed over nodes)")
+        self.rooms = gauge(
+            "wshub_rooms", "Rooms with a member here (with --processes: summed over workers)"
+        )
         self.memberships = gauge("wshub_memberships", "Room memberships (a member of 3 rooms: 3)")
         self.broker_connected = gauge(
             "wshub_broker_connected",

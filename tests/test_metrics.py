@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -258,10 +259,8 @@ def test_with_two_processes_one_scrape_reports_the_sum(redis_server: RedisServer
         finally:
             for wire in wires:
                 wire.close()
-        directory = next(
-            line.split("metrics in ")[1].strip()
-            for line in server.log().splitlines()
-            if "metrics in " in line
-        )
+        named = re.search(r"\(metrics in (/\S+)\)", server.log())
+        assert named is not None, server.log()
+        assert os.path.isdir(named.group(1))
         server.stop()
-        assert not os.path.exists(directory)
+        assert not os.path.exists(named.group(1))  # the parent removed it
