@@ -187,7 +187,9 @@ async def test_slow_consumer_is_dropped_and_memory_stays_bounded(
         sent += 1
         if sent % 16 == 0:
             await asyncio.sleep(0)  # let the server run
-            assert stuck_peer.backlog + stuck_peer.pending <= limit
+            # Within the limit while it is served; the turn that drops it may have
+            # gone past (the bound after the drop is checked below).
+            assert stuck_peer.closed or stuck_peer.backlog + stuck_peer.pending <= limit
     ann.send({"type": "publish", "room": "flood", "data": "end"})
     for seqs in await asyncio.gather(*readers):  # the others get every message, in order
         assert seqs == list(range(1, sent + 2))
