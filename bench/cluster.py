@@ -227,7 +227,8 @@ async def cluster_publish(env: Env, p: dict[str, Any]) -> dict[str, dict[str, An
 STORM_CONCURRENCY = 128
 """Connection attempts each load-generator process keeps in flight in a join storm:
 a storm is everyone at once, and at 48 the server idled between small batches
-(CPU per join 20-30 % higher, the storm 1.5 s longer)."""
+(server + load-generator CPU per join 8-30 % higher in runs here, see
+docs/performance.md)."""
 
 
 async def _storm_once(
