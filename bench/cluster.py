@@ -122,17 +122,26 @@ async def joined(
 
 
 async def _fanout_once(
-    env: Env, label: str, nodes: int, broker: str | None, redis_pid: int | None, p: dict[str, Any]
+    env: Env,
+    label: str,
+    nodes: int,
+    broker: str | None,
+    redis_pid: int | None,
+    p: dict[str, Any],
+    first_subscribed: int = 0,
 ) -> dict[str, Any]:
+    """Subscribers on ``servers[first_subscribed:]``, the publisher on the first."""
     subscribers, room = p["subscribers"], "bench-room"
     async with cluster(env, nodes, broker) as servers:
         t_ramp = time.monotonic()
-        async with joined(env, label, servers, subscribers, room, subscribers // 100) as pool:
+        targets = servers[first_subscribed:]
+        async with joined(env, label, targets, subscribers, room, subscribers // 100) as pool:
             ramp_s = time.monotonic() - t_ramp
             pub = await connect_publisher(servers[0].host, servers[0].port, room)
             for server in servers:
                 await wait_quiet(server.pid)
             base = pool.total("received")
+            per_node0 = [cpu_seconds(s.pid) for s in servers]
             meter = CpuMeter(servers, redis_pid)
             t0 = time.monotonic()
             res = await publish(pub, p["messages"], p.get("size", 100), p.get("window", 32))
@@ -143,11 +152,15 @@ async def _fanout_once(
             wall = time.monotonic() - t0
             received = pool.total("received") - base
             server_cpu, redis_cpu = meter.read()
+            per_node = [cpu_seconds(s.pid) - c for s, c in zip(servers, per_node0, strict=True)]
             pub.close()
     env.progress.done()
     return {
         "nodes": nodes,
         "subscribers": subscribers,
+        "server_cpu_us_per_delivery_by_node": [
+            round(cpu * 1e6 / received, 3) if received else None for cpu in per_node
+        ],
         "messages_sent": res.sent,
         "received": received,
         "lost": expected - received,
@@ -161,10 +174,16 @@ async def _fanout_once(
 
 
 async def cluster_fanout(env: Env, p: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """One node on the memory broker, then two nodes on Redis, same load."""
+    """One node on the memory broker, then two nodes on Redis, same load; then
+    two nodes with every subscriber on the second: the Redis path's own cost
+    per delivery, without two nodes sending at once on shared cores."""
     single = await _fanout_once(env, f"cluster-fanout {ONE_NODE}", 1, None, None, p)
     async with redis_server(env.host) as (url, pid):
         double = await _fanout_once(env, f"cluster-fanout {TWO_NODES}", 2, url, pid, p)
+        remote = await _fanout_once(
+            env, "cluster-fanout all subscribers on node 2", 2, url, pid, p, first_subscribed=1
+        )
+    double["remote_cpu_us_per_delivery"] = remote["server_cpu_us_per_delivery"]
     return {"ours": double, "baseline": single}
 
 
@@ -208,7 +227,8 @@ async def cluster_publish(env: Env, p: dict[str, Any]) -> dict[str, dict[str, An
 STORM_CONCURRENCY = 128
 """Connection attempts each load-generator process keeps in flight in a join storm:
 a storm is everyone at once, and at 48 the server idled between small batches
-(CPU per join 20-30 % higher, the storm 1.5 s longer)."""
+(server + load-generator CPU per join 8-30 % higher in runs here, see
+docs/performance.md)."""
 
 
 async def _storm_once(

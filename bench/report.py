@@ -115,6 +115,12 @@ CLUSTER_FANOUT = [
         "{:.2f}",
         "≤ 1.3× one node",
     ),
+    Metric(
+        "remote_cpu_us_per_delivery",
+        "... every subscriber on node 2 (Redis path alone)",
+        "lower",
+        "{:.2f}",
+    ),
     Metric("redis_cpu_us_per_message", "Redis CPU µs/message", "", "{:.0f}"),
     Metric("deliveries_per_s", "deliveries/s", "higher", "{:,.0f}"),
     Metric("ramp_s", "ramp-up (connect + join) s", "lower", "{:.1f}"),
