@@ -13,6 +13,9 @@ While that buffer is empty, ``fd`` names the socket so that the batch writer
 (`handlers.batch_writer`) may send to it directly; the transport tells us when
 its buffer fills and drains (pause_writing / resume_writing, with a high-water
 mark of 0), so keeping ``fd`` right costs nothing per write.
+
+Where a connection is in its life is one `ConnectionState`; `NEXT_STATES`
+lists the moves it may make, and every move is checked against it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
 from handlers.diagnostics import Diagnostics
@@ -48,6 +52,37 @@ its own reads, so a prompt reader is paced instead of piling up output, and a
 client that never reads cannot make us produce more for it."""
 
 
+class ConnectionState(Enum):
+    """Where one connection is in its life (see `NEXT_STATES` for the moves)."""
+
+    OPEN = "open"
+    """Frames flow both ways; output written before the transport exists waits
+    in an early buffer until `SocketConnection.connection_made`."""
+    CLOSING = "closing"
+    """Our close frame is out, nothing may follow it; input is still read, for
+    the client's close frame, for at most ``CLOSE_HANDSHAKE_TIMEOUT``."""
+    DROPPING = "dropping"
+    """Closing, and dropped before the transport existed: `connection_made`
+    aborts it at once."""
+    FINISHING = "finishing"
+    """The WebSocket is closed and the handler told; TCP is ending (our EOF is
+    out, input is read and ignored until the client's EOF or the timeout)."""
+    CLOSED = "closed"
+    """The transport is gone, or never came (the client left before the hand-off)."""
+
+
+OPEN, CLOSING, DROPPING, FINISHING, CLOSED = ConnectionState  # read on every frame in and out
+
+NEXT_STATES: dict[ConnectionState, frozenset[ConnectionState]] = {
+    OPEN: frozenset({CLOSING, CLOSED}),  # we send a close frame; the socket dies
+    CLOSING: frozenset({DROPPING, FINISHING, CLOSED}),  # dropped early; client's close; gone
+    DROPPING: frozenset({FINISHING, CLOSED}),  # the client's close came with the handshake
+    FINISHING: frozenset({CLOSED}),
+    CLOSED: frozenset({CLOSED}),  # a second connection_lost changes nothing
+}
+"""The moves `SocketConnection._enter` allows; anything else is a bug."""
+
+
 class SocketConnection(asyncio.Protocol):
     """One client connection: parses frames in, writes ready-made frames out.
 
@@ -64,10 +99,7 @@ class SocketConnection(asyncio.Protocol):
         "parser",
         "_buffered",
         "_early",
-        "_abort_pending",
-        "_close_sent",
-        "_finishing",
-        "_closed",
+        "_connection_state",
         "_timer",
         "_reading_paused",
         "_on_drained",
@@ -84,10 +116,7 @@ class SocketConnection(asyncio.Protocol):
         self.parser = FrameParser(max_message_size)
         self._buffered = b""  # what arrived with the handshake, handled first
         self._early: list[bytes] | None = []  # written before the transport existed
-        self._abort_pending = False  # dropped before the transport existed
-        self._close_sent = False  # our close frame is out: nothing may follow it
-        self._finishing = False  # the WebSocket is closed; TCP is ending
-        self._closed = False  # the transport is gone
+        self._connection_state = OPEN
         self._timer: asyncio.TimerHandle | None = None
         self._reading_paused = False  # paused by our own backlog (PAUSE_READING_ABOVE)
         self._on_drained: list[Callable[[], None]] | None = None  # see `on_drained`
@@ -96,6 +125,16 @@ class SocketConnection(asyncio.Protocol):
     def received_early(self, data: bytes) -> None:
         """Bytes the client sent right behind its handshake, before the hand-off."""
         self._buffered = data
+
+    @property
+    def state(self) -> ConnectionState:
+        """Where the connection is in its life."""
+        return self._connection_state
+
+    def _enter(self, state: ConnectionState) -> None:
+        now = self._connection_state
+        assert state in NEXT_STATES[now], f"{now.name} -> {state.name}"
+        self._connection_state = state
 
     # -- asyncio.Protocol --------------------------------------------------------
 
@@ -109,32 +148,32 @@ class SocketConnection(asyncio.Protocol):
         # Direct sends only on a plain socket: under TLS they would bypass the encryption.
         if sock is not None and transport.get_extra_info("sslcontext") is None:
             self._socket_fd = sock.fileno()
-            if not self._close_sent:
+            if self._connection_state is OPEN:
                 self.fd = self._socket_fd
         early, self._early = self._early, None
         if early:
             self.transport.write(b"".join(early))
-        if self._abort_pending:
+        state = self._connection_state
+        if state is DROPPING:
             self._drop()
-        elif self._finishing:
-            self._finishing = False
-            self._finish()
-        elif self._close_sent:
+        elif state is FINISHING:
+            self._end_tcp()
+        elif state is not OPEN:
             self._arm_timer()
         buffered, self._buffered = self._buffered, b""
         if buffered:
             self.data_received(buffered)
 
     def data_received(self, data: bytes) -> None:
-        if self._finishing:
+        if self._connection_state is FINISHING:
             return  # draining until the client closes too
         events = self.parser.feed(data)
         handler = self.handler
         for opcode, payload in events:
-            if self._finishing:
+            if self._connection_state is FINISHING:
                 return
             if opcode == OP_TEXT:
-                if self._close_sent:
+                if self._connection_state is not OPEN:
                     continue  # closing: the application can no longer answer
                 try:
                     text = payload.decode("utf-8")
@@ -143,7 +182,7 @@ class SocketConnection(asyncio.Protocol):
                     return
                 self._dispatch(handler.on_message, text)
             elif opcode == OP_BINARY:
-                if not self._close_sent:
+                if self._connection_state is OPEN:
                     self._dispatch(handler.on_message, payload)
             elif opcode == OP_PING:
                 self._dispatch(self._answer_ping, payload)
@@ -164,7 +203,7 @@ class SocketConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         """The transport's buffer is empty again."""
-        if not self._close_sent and not self._closed:
+        if self._connection_state is OPEN:
             self.fd = self._socket_fd
         self._resume_reading()
         self._run_drained()
@@ -174,8 +213,7 @@ class SocketConnection(asyncio.Protocol):
         self.fd = -1
         if self.transport is not None:
             self.counters.open_sockets -= 1
-        self._closed = True
-        self._close_sent = True
+        self._enter(CLOSED)
         self._early = None
         self._on_drained = None
         self._disarm_timer()
@@ -185,17 +223,17 @@ class SocketConnection(asyncio.Protocol):
     # -- hub.peer.Sink ----------------------------------------------------------
 
     def write(self, data: bytes) -> int:
-        if self._close_sent:
+        if self._connection_state is not OPEN:
             return 0  # nothing may follow a close frame
         transport = self.transport
         if transport is None:
-            if self._early is None:
-                return 0  # closed
-            self._early.append(data)
+            early = self._early
+            assert early is not None  # open, and no transport yet: it buffers
+            early.append(data)
             return self.backlog()
         transport.write(data)
         backlog = transport.get_write_buffer_size()
-        if backlog > PAUSE_READING_ABOVE and not self._reading_paused and not self._finishing:
+        if backlog > PAUSE_READING_ABOVE and not self._reading_paused:
             self._reading_paused = True
             transport.pause_reading()
         return backlog
@@ -204,11 +242,11 @@ class SocketConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return sum(map(len, self._early)) if self._early else 0
-        return 0 if self._closed else transport.get_write_buffer_size()
+        return 0 if self._connection_state is CLOSED else transport.get_write_buffer_size()
 
     def on_drained(self, callback: Callable[[], None]) -> None:
         """``callback()`` once the transport's buffer is empty (soon, if it is)."""
-        if self._closed:
+        if self._connection_state is CLOSED:
             return
         if self._on_drained is None:
             self._on_drained = []
@@ -218,7 +256,7 @@ class SocketConnection(asyncio.Protocol):
 
     def close(self, code: int, reason: str, abort: bool) -> None:
         """Send a close frame; then wait for the client's (or, with ``abort``, don't)."""
-        if self._close_sent:
+        if self._connection_state is not OPEN:
             return
         self._send_close(code, reason)
         if abort:
@@ -245,12 +283,12 @@ class SocketConnection(asyncio.Protocol):
     def _resume_reading(self) -> None:
         if self._reading_paused:
             self._reading_paused = False
-            if self.transport is not None and not self._closed:
+            if self.transport is not None and self._connection_state is not CLOSED:
                 self.transport.resume_reading()
 
     def _run_drained(self) -> None:
         callbacks, self._on_drained = self._on_drained, None
-        if callbacks and not self._closed:
+        if callbacks and self._connection_state is not CLOSED:
             if self.transport is not None and self.transport.get_write_buffer_size():
                 self._on_drained = callbacks  # filled again meanwhile: at the next drain
                 return
@@ -272,21 +310,22 @@ class SocketConnection(asyncio.Protocol):
         except WireError as error:
             self._fail(error.code, error.reason)
             return
-        if not self._close_sent:
+        if self._connection_state is OPEN:
             self._send_close(code, "")  # echo the client's code (RFC 6455 5.5.1)
         self._finish()
 
     def _fail(self, code: int, reason: str) -> None:
         """_Fail the WebSocket Connection_: close frame with ``code``, then end TCP."""
-        if not self._close_sent:
+        if self._connection_state is OPEN:
             self._send_close(code, reason)
         self._finish()
 
     def _send_close(self, code: int | None, reason: str) -> None:
+        """OPEN -> CLOSING: the replies still queued, then our close frame."""
         if self.handler is not None:
             self.handler.flush_queued()
         self.write(frame(close_payload(code, reason), OP_CLOSE))
-        self._close_sent = True
+        self._enter(CLOSING)
         self.fd = -1
         self._resume_reading()  # the client's close frame must be read
 
@@ -295,14 +334,18 @@ class SocketConnection(asyncio.Protocol):
         are out (the server closes first), still reading until the client closes
         too, so that unread input cannot turn our FIN into a reset that destroys
         the close frame in flight."""
-        if self._finishing or self._closed:
+        if self._connection_state is FINISHING or self._connection_state is CLOSED:
             return
-        self._finishing = True
+        self._enter(FINISHING)
         self.fd = -1
         self._notify_handler()
+        if self.transport is not None:  # else connection_made ends TCP
+            self._end_tcp()
+
+    def _end_tcp(self) -> None:
+        """Our EOF once our frames are out (or, where TCP cannot half-close, a drop)."""
         transport = self.transport
-        if transport is None:
-            return  # connection_made finishes the job
+        assert transport is not None
         if transport.can_write_eof():
             transport.write_eof()
             self._arm_timer()
@@ -313,13 +356,15 @@ class SocketConnection(asyncio.Protocol):
         """Drop the connection now, unsent output and all."""
         self.fd = -1
         if self.transport is None:
-            self._abort_pending = not self._closed
-        elif not self._closed:
+            if self._connection_state is not CLOSED:
+                self._enter(DROPPING)  # connection_made aborts it
+        elif self._connection_state is not CLOSED:
             self.transport.abort()
 
     def _arm_timer(self) -> None:
         """Bound the closing handshake: the connection is dropped after the timeout."""
-        if self._timer is None and not self._closed and self.transport is not None:
+        closed = self._connection_state is CLOSED
+        if self._timer is None and not closed and self.transport is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(CLOSE_HANDSHAKE_TIMEOUT, self._drop)
             self.counters.armed_timers += 1
