@@ -42,10 +42,10 @@ from tornado.options import define, options
 
 from handlers.api import api_routes, parse_api_keys
 from handlers.base import origin_key
-from handlers.batch_writer import default_threads, describe_writer, make_batch_writer
 from handlers.deflate import DeflateSettings
 from handlers.diagnostics import Diagnostics
 from handlers.echo import EchoSocketHandler
+from handlers.fanout.batch_writer import default_threads, describe_writer, make_batch_writer
 from handlers.hosts import default_allowed_hosts, parse_allowed_hosts
 from handlers.http import HealthHandler, PageHandler
 from handlers.hub_socket import HubSocketHandler

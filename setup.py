@@ -1,7 +1,7 @@
 """Build steps: the optional C helper, and which root files go into the install.
 
 All metadata lives in setup.cfg, which installs the repository root as the
-private directory ``_wshub`` (see the README, "Install"). ``handlers._fanout``
+private directory ``_wshub`` (see the README, "Install"). ``handlers.fanout._send_many``
 sends a broadcast's frames without the GIL and on several threads. It is
 optional: without a C compiler the install still succeeds and the server writes
 through the event loop's transports instead.
@@ -28,8 +28,8 @@ setup(
     cmdclass={"build_py": BuildPy},
     ext_modules=[
         Extension(
-            "_wshub.handlers._fanout",
-            sources=["handlers/_fanout.c"],
+            "_wshub.handlers.fanout._send_many",
+            sources=["handlers/fanout/_send_many.c"],
             extra_compile_args=["-O2"],
             optional=True,
         )

@@ -3,7 +3,7 @@
 ``python -m bench.send_scaling [N] [--rounds R]`` opens N loopback TCP
 connections to itself (no WebSocket, no event loop, nobody reading: the
 kernel buffers absorb the few KB each socket gets) and times
-``handlers._fanout.send_many`` sending one 180-byte frame to all N, with 1 to
+``handlers.fanout._send_many.send_many`` sending one 180-byte frame to all N, with 1 to
 4 threads. It isolates the floor under the hub's fan-out: what the kernel
 charges per send() on this machine, and how much wall time several threads
 save when nothing else competes for the cores. Bounded: N ≤ the open-file
@@ -17,7 +17,7 @@ import socket
 import statistics
 import time
 
-from handlers._fanout import send_many
+from handlers.fanout._send_many import send_many
 
 from bench.procstat import raise_nofile_limit
 

@@ -24,7 +24,7 @@ class WebSocketSink:
     __slots__ = ("handler",)
 
     fd = -1
-    """Never written to directly (see `handlers.batch_writer`): Tornado's stream owns it."""
+    """Never written to directly (see `handlers.fanout.batch_writer`): Tornado's stream owns it."""
 
     def __init__(self, handler: WebSocketHandler) -> None:
         self.handler = handler

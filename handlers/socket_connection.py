@@ -10,7 +10,7 @@ is also a shorter path for every frame in and out.
 Writes go to the transport, which sends at once what the kernel takes and
 buffers the rest (``backlog``); the hub bounds that by ``send_buffer_limit``.
 While that buffer is empty, ``fd`` names the socket so that the batch writer
-(`handlers.batch_writer`) may send to it directly; the transport tells us when
+(`handlers.fanout.batch_writer`) may send to it directly; the transport tells us when
 its buffer fills and drains (pause_writing / resume_writing, with a high-water
 mark of 0), so keeping ``fd`` right costs nothing per write.
 
@@ -27,7 +27,7 @@ from enum import Enum
 from typing import Any
 
 from handlers.diagnostics import Diagnostics
-from handlers.wire import FrameParser, WireError, parse_close
+from hub.frame_parser import FrameParser, WireError, parse_close
 from hub.frames import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_DATA,

@@ -5,7 +5,7 @@ A broadcast is framed once and the same bytes are written to every member's
 stream; that is why the hub frames messages itself instead of calling
 ``write_message`` per member. Server frames are never masked.
 
-Every other module (the hand-off parser `handlers.wire`, the Tornado-side
+Every other module (the hand-off connection's parser `hub.frame_parser`, the Tornado-side
 `handlers.strict_protocol`, the hub's rules) takes its constants from here.
 """
 

@@ -547,7 +547,7 @@ class Hub:
 
     @property
     def write_batch(self) -> BatchWrite:
-        """How the outbox writes a batch (the server installs handlers.batch_writer's)."""
+        """How the outbox writes a batch (the server installs handlers.fanout.batch_writer's)."""
         return self.outbox.write_batch
 
     @write_batch.setter

@@ -128,7 +128,7 @@ class Outbox:
         self.counters = counters
         self._schedule = schedule
         self._unregister = unregister  # the hub forgets a dropped slow consumer
-        self.write_batch = write_batch  # the server installs handlers.batch_writer's
+        self.write_batch = write_batch  # the server installs handlers.fanout.batch_writer's
         self._dirty: list[Peer] = []  # peers with frames queued this iteration
         self._cast: _Cast | None = None  # a broadcast queued to a whole room at once
         self._doomed: list[Peer] = []  # slow consumers to disconnect at the next flush

@@ -17,8 +17,8 @@ from tornado.httpserver import HTTPServer
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 import server as server_module
-from handlers.batch_writer import default_threads, make_batch_writer
 from handlers.diagnostics import Diagnostics
+from handlers.fanout.batch_writer import default_threads, make_batch_writer
 from hub.heartbeat import Heartbeat
 from hub.hub import Hub
 from hub.settings import HubSettings

@@ -13,7 +13,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from handlers.batch_writer import SMALL_BATCH, DirectBatchWriter, make_batch_writer, send_many
+from handlers.fanout.batch_writer import (
+    SMALL_BATCH,
+    DirectBatchWriter,
+    make_batch_writer,
+    send_many,
+)
 from handlers.socket_connection import SocketConnection
 from hub.hub import write_each
 from hub.peer import Peer
@@ -25,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - uvloop is in the test extra
     uvloop = None
 
-pytestmark = pytest.mark.skipif(send_many is None, reason="handlers._fanout is not built")
+pytestmark = pytest.mark.skipif(send_many is None, reason="handlers.fanout._send_many is not built")
 
 LOOPS = {"asyncio": asyncio.new_event_loop}
 if uvloop is not None:

@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-import handlers.batch_writer
+import handlers.fanout.batch_writer
 from tests.support import HANDOFF, JsonClient, LiveServer
 
 MEMBERS = 150
@@ -32,14 +32,14 @@ async def test_every_member_of_a_big_room_gets_every_message_once_in_order(
     make_server, monkeypatch: pytest.MonkeyPatch, send_threads: int
 ) -> None:
     direct_batches: list[int] = []  # sockets sent to directly, per send_many call
-    real_send_many = handlers.batch_writer.send_many
+    real_send_many = handlers.fanout.batch_writer.send_many
 
     def counting_send_many(fds: list[int], datas: list[bytes], threads: int) -> list:
         direct_batches.append(sum(fd >= 0 for fd in fds))
         return real_send_many(fds, datas, threads)
 
     if real_send_many is not None:
-        monkeypatch.setattr(handlers.batch_writer, "send_many", counting_send_many)
+        monkeypatch.setattr(handlers.fanout.batch_writer, "send_many", counting_send_many)
     live: LiveServer = make_server(rate_limit=0, send_threads=send_threads)
     members = await asyncio.gather(*(live.connect(f"m{i}") for i in range(MEMBERS)))
     for client in members:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers import batch_writer
+from handlers.fanout import batch_writer
 from tests.command import Command
 from tests.support import REPO
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 import server as server_module
-from handlers import batch_writer
+from handlers.fanout import batch_writer
 from tests.hostile.proc import HubProcess
 from tests.hostile.wire import Wire
 from tests.support import JsonClient

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from handlers.batch_writer import send_many
+from handlers.fanout.batch_writer import send_many
 from hub.settings import HubSettings
 from tests.hostile.hubwire import HubWire
 from tests.hostile.threaded import LOOPS, ThreadedServer
@@ -168,7 +168,7 @@ CASES = [
 ]
 
 
-@pytest.mark.skipif(send_many is None, reason="handlers._fanout is not built")
+@pytest.mark.skipif(send_many is None, reason="handlers.fanout._send_many is not built")
 @pytest.mark.parametrize("case", [c for c in CASES if c.loop in LOOPS], ids=str)
 def test_stuck_members_are_dropped_and_healthy_readers_get_every_message(case: Case) -> None:
     limit = BIG if case.size >= BIG else SMALL_LIMIT

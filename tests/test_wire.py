@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from handlers.wire import FrameParser, WireError, parse_close, unmask
+from hub.frame_parser import FrameParser, WireError, parse_close, unmask
 from tests.support import REPO
 
 
@@ -115,9 +115,9 @@ def test_truncated_utf8_at_the_end_of_a_fragmented_message_is_invalid() -> None:
 
 
 def test_the_parser_and_rfc6455_module_load_without_tornado() -> None:
-    """handlers.wire and hub.frames are I/O-free: importing them pulls in no Tornado."""
+    """hub.frame_parser and hub.frames are I/O-free: importing them pulls in no Tornado."""
     probe = (
-        "import sys, handlers.wire, hub.frames; "
+        "import sys, hub.frame_parser, hub.frames; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tornado'))"
     )
     done = subprocess.run(

@@ -8,11 +8,11 @@
  * threads that take chunks from a shared counter, so the kernel work of one
  * broadcast spreads over the machine's cores.
  *
- * Contract (the caller, handlers/batch_writer.py, keeps it): each fd is a
+ * Contract (the caller, handlers/fanout/batch_writer.py, keeps it): each fd is a
  * non-blocking stream socket whose user-space write buffer is empty, and
  * nothing else writes to it until this call returns; so a direct send keeps
  * the byte order. Items not sent in full are reported back and the caller
- * hands their remainder to the event loop's transport.
+ * hands their remainder to the peer's sink (the event loop's transport).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -188,14 +188,14 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    "handlers._fanout",
-    "Batch non-blocking sends without the GIL (see handlers/batch_writer.py).",
+    "handlers.fanout._send_many",
+    "Batch non-blocking sends without the GIL (see handlers/fanout/batch_writer.py).",
     -1,
     methods,
 };
 
 PyMODINIT_FUNC
-PyInit__fanout(void)
+PyInit__send_many(void)
 {
     return PyModule_Create(&module);
 }

@@ -6,6 +6,10 @@ bits clear (no extension is negotiated on this path), control frames short
 and unfragmented, continuations only inside a fragmented message, and the
 message size limit checked as soon as a frame header arrives, so a client can
 never make the server buffer more than ``max_size`` plus one header.
+
+It is the reading half of RFC 6455 beside `hub.frames` (constants, the
+server's frames); bytes in, events out, no socket: the hand-off connection
+(`handlers.socket_connection`) feeds it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ loopback about three quarters of its cost is kernel work, so a broadcast to
 10,000 members keeps one core busy for ~50 ms while the other idles. Here,
 every peer whose socket can take a direct send (``sink.fd >= 0``: a
 handed-off connection whose asyncio transport holds nothing unsent) goes into one
-``send_many`` call of the C helper `handlers._fanout`, which releases the GIL
+``send_many`` call of the C helper `handlers.fanout._send_many`, which releases the GIL
 and spreads the sends over ``threads`` threads. Others, and anything the
 kernel did not take at once, go through the peer's sink (`hub.peer.Sink`) as
 before, which buffers it and reports the backlog the hub bounds.
@@ -21,7 +21,7 @@ from hub.outbox import write_each
 from hub.peer import BatchWrite, Peer
 
 try:
-    from handlers._fanout import send_many
+    from handlers.fanout._send_many import send_many
 except ImportError:  # built without a C compiler: the sinks only
     send_many = None
 
@@ -41,7 +41,7 @@ def make_batch_writer(threads: int) -> BatchWrite:
     if threads <= 0:
         return write_each
     if send_many is None:
-        log.warning("handlers._fanout is not built: writing through the transports")
+        log.warning("handlers.fanout._send_many is not built: writing through the transports")
         return write_each
     return DirectBatchWriter(threads)
 
