@@ -101,7 +101,7 @@ class SocketConnection(asyncio.Protocol):
         "parser",
         "_buffered",
         "_early",
-        "_state",
+        "_connection_state",
         "_timer",
         "_reading_paused",
         "_on_drained",
@@ -119,7 +119,7 @@ class SocketConnection(asyncio.Protocol):
         self.parser = FrameParser(max_message_size)
         self._buffered = b""  # what arrived with the handshake, handled first
         self._early: list[bytes] | None = []  # written before the transport existed
-        self._state = OPEN
+        self._connection_state = OPEN
         self._timer: asyncio.TimerHandle | None = None
         self._reading_paused = False  # paused by our own backlog (PAUSE_READING_ABOVE)
         self._on_drained: list[Callable[[], None]] | None = None  # see `on_drained`
@@ -133,11 +133,12 @@ class SocketConnection(asyncio.Protocol):
     @property
     def state(self) -> ConnectionState:
         """Where the connection is in its life."""
-        return self._state
+        return self._connection_state
 
     def _enter(self, state: ConnectionState) -> None:
-        assert state in NEXT_STATES[self._state], f"{self._state.name} -> {state.name}"
-        self._state = state
+        now = self._connection_state
+        assert state in NEXT_STATES[now], f"{now.name} -> {state.name}"
+        self._connection_state = state
 
     # -- asyncio.Protocol --------------------------------------------------------
 
@@ -151,12 +152,12 @@ class SocketConnection(asyncio.Protocol):
         # Direct sends only on a plain socket: under TLS they would bypass the encryption.
         if sock is not None and transport.get_extra_info("sslcontext") is None:
             self._socket_fd = sock.fileno()
-            if self._state is OPEN:
+            if self._connection_state is OPEN:
                 self.fd = self._socket_fd
         early, self._early = self._early, None
         if early:
             self.transport.write(b"".join(early))
-        state = self._state
+        state = self._connection_state
         if state is DROPPING:
             self._drop()
         elif state is FINISHING:
@@ -168,15 +169,15 @@ class SocketConnection(asyncio.Protocol):
             self.data_received(buffered)
 
     def data_received(self, data: bytes) -> None:
-        if self._state is FINISHING:
+        if self._connection_state is FINISHING:
             return  # draining until the client closes too
         events = self.parser.feed(data)
         handler = self.handler
         for opcode, payload in events:
-            if self._state is FINISHING:
+            if self._connection_state is FINISHING:
                 return
             if opcode == OP_TEXT:
-                if self._state is not OPEN:
+                if self._connection_state is not OPEN:
                     continue  # closing: the application can no longer answer
                 try:
                     text = payload.decode("utf-8")
@@ -185,7 +186,7 @@ class SocketConnection(asyncio.Protocol):
                     return
                 self._dispatch(handler.on_message, text)
             elif opcode == OP_BINARY:
-                if self._state is OPEN:
+                if self._connection_state is OPEN:
                     self._dispatch(handler.on_message, payload)
             elif opcode == OP_PING:
                 self._dispatch(self._answer_ping, payload)
@@ -206,7 +207,7 @@ class SocketConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         """The transport's buffer is empty again."""
-        if self._state is OPEN:
+        if self._connection_state is OPEN:
             self.fd = self._socket_fd
         self._resume_reading()
         self._run_drained()
@@ -226,7 +227,7 @@ class SocketConnection(asyncio.Protocol):
     # -- hub.peer.Sink ----------------------------------------------------------
 
     def write(self, data: bytes) -> int:
-        if self._state is not OPEN:
+        if self._connection_state is not OPEN:
             return 0  # nothing may follow a close frame
         transport = self.transport
         if transport is None:
@@ -245,11 +246,11 @@ class SocketConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return sum(map(len, self._early)) if self._early else 0
-        return 0 if self._state is CLOSED else transport.get_write_buffer_size()
+        return 0 if self._connection_state is CLOSED else transport.get_write_buffer_size()
 
     def on_drained(self, callback: Callable[[], None]) -> None:
         """``callback()`` once the transport's buffer is empty (soon, if it is)."""
-        if self._state is CLOSED:
+        if self._connection_state is CLOSED:
             return
         if self._on_drained is None:
             self._on_drained = []
@@ -259,7 +260,7 @@ class SocketConnection(asyncio.Protocol):
 
     def close(self, code: int, reason: str, abort: bool) -> None:
         """Send a close frame; then wait for the client's (or, with ``abort``, don't)."""
-        if self._state is not OPEN:
+        if self._connection_state is not OPEN:
             return
         self._send_close(code, reason)
         if abort:
@@ -294,12 +295,12 @@ class SocketConnection(asyncio.Protocol):
     def _resume_reading(self) -> None:
         if self._reading_paused:
             self._reading_paused = False
-            if self.transport is not None and self._state is not CLOSED:
+            if self.transport is not None and self._connection_state is not CLOSED:
                 self.transport.resume_reading()
 
     def _run_drained(self) -> None:
         callbacks, self._on_drained = self._on_drained, None
-        if callbacks and self._state is not CLOSED:
+        if callbacks and self._connection_state is not CLOSED:
             if self.transport is not None and self.transport.get_write_buffer_size():
                 self._on_drained = callbacks  # filled again meanwhile: at the next drain
                 return
@@ -323,13 +324,13 @@ class SocketConnection(asyncio.Protocol):
             return
         if self.close_code is None:
             self.close_code = CLOSE_NO_STATUS if code is None else code
-        if self._state is OPEN:
+        if self._connection_state is OPEN:
             self._send_close(code, "")  # echo the client's code (RFC 6455 5.5.1)
         self._finish()
 
     def _fail(self, code: int, reason: str) -> None:
         """_Fail the WebSocket Connection_: close frame with ``code``, then end TCP."""
-        if self._state is OPEN:
+        if self._connection_state is OPEN:
             self._send_close(code, reason)
         self._finish()
 
@@ -349,7 +350,7 @@ class SocketConnection(asyncio.Protocol):
         are out (the server closes first), still reading until the client closes
         too, so that unread input cannot turn our FIN into a reset that destroys
         the close frame in flight."""
-        if self._state is FINISHING or self._state is CLOSED:
+        if self._connection_state is FINISHING or self._connection_state is CLOSED:
             return
         self._enter(FINISHING)
         self.fd = -1
@@ -371,14 +372,15 @@ class SocketConnection(asyncio.Protocol):
         """Drop the connection now, unsent output and all."""
         self.fd = -1
         if self.transport is None:
-            if self._state is not CLOSED:
+            if self._connection_state is not CLOSED:
                 self._enter(DROPPING)  # connection_made aborts it
-        elif self._state is not CLOSED:
+        elif self._connection_state is not CLOSED:
             self.transport.abort()
 
     def _arm_timer(self) -> None:
         """Bound the closing handshake: the connection is dropped after the timeout."""
-        if self._timer is None and self._state is not CLOSED and self.transport is not None:
+        closed = self._connection_state is CLOSED
+        if self._timer is None and not closed and self.transport is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(CLOSE_HANDSHAKE_TIMEOUT, self._drop)
             self.counters.armed_timers += 1
