@@ -2,7 +2,10 @@
    /api/rooms with the operator's key and shows them, with messages/s and
    deliveries/s over the last 10 minutes drawn by uPlot (static/vendor/).
    Rates are worked out here from the server's monotonic counters: the
-   server keeps no time series. docs/admin.md describes every number. */
+   server keeps no time series. With a shared broker (Redis) every node
+   reports itself once a second (`nodes` in /api/stats) and the page shows
+   the sum over them, whichever node or worker answers the poll.
+   docs/admin.md describes every number. */
 "use strict";
 
 (function () {
@@ -11,12 +14,27 @@
   const WINDOW_S = 600; // the chart's span: 10 minutes
   const ROOMS_SHOWN = 10;
   const CHART_HEIGHT = 220;
+  const RATE_WINDOW_S = 9; // all-nodes rates: averaged over this long (nodes report each second)
+  const RATED = ["published", "deliveries"];
+  // The counters summed over the nodes for the all-nodes view (rooms is summed
+  // too and says so: a room with members on two nodes counts twice).
+  const SUMMED = [
+    "connections", "hub_connections", "echo_connections", "rooms", "memberships",
+    "published", "deliveries", "slow_consumers_dropped", "stale_evicted",
+    "rejected_at_capacity", "rejected_per_ip", "rejected_unauthorized", "rejected_origin",
+    "rate_limited", "closed_for_rate", "closed_for_ping_rate", "tokens_expired",
+    "ephemeral_skipped", "history_rooms_evicted",
+  ];
+  const SUMMED_BY_CODE = ["errors_by_code", "disconnects_by_code"];
 
   const $ = (id) => document.getElementById(id);
   const state = {
     key: null,
     timer: null,
-    previous: null, // the last sample: {t, published, deliveries}
+    previous: null, // this node's last sample: {t, published, deliveries}
+    view: null, // "node" (one process) or "all" (the sum over `nodes`)
+    nodeCounters: new Map(), // node id -> its last {published, deliveries}
+    counted: [], // all-nodes view: {t, published, deliveries} summed increments, last RATE_WINDOW_S
     xs: [], // seconds since the epoch, as uPlot wants
     messages: [],
     deliveries: [],
@@ -186,15 +204,103 @@
     return delta >= 0 && seconds > 0 ? delta / seconds : null;
   }
 
+  // One process: the rates from this node's counters between two polls.
+  function nodeRates(stats, t) {
+    const sample = { t, published: stats.published, deliveries: stats.deliveries };
+    const before = state.view === "node" ? state.previous : null;
+    state.previous = sample;
+    if (!before) return null;
+    const seconds = t - before.t;
+    return {
+      published: perSecond(sample, before, "published", seconds),
+      deliveries: perSecond(sample, before, "deliveries", seconds),
+    };
+  }
+
+  // The hub as a whole: what each node's counters grew by since the last poll,
+  // summed. A node seen for the first time adds nothing yet (its past cannot be
+  // placed in time), one that is gone adds nothing, and one whose counters went
+  // back (restarted under the same id) adds nothing for that poll: the sum
+  // only grows, so no rate is negative and none spikes.
+  function hubIncrement(nodes) {
+    const step = { published: 0, deliveries: 0 };
+    const seen = new Map();
+    for (const n of nodes) {
+      const before = state.nodeCounters.get(n.node);
+      const now = {};
+      for (const name of RATED) {
+        now[name] = n[name];
+        const grown = before && typeof n[name] === "number" && typeof before[name] === "number"
+          ? n[name] - before[name]
+          : 0;
+        if (grown > 0) step[name] += grown;
+      }
+      seen.set(n.node, now);
+    }
+    state.nodeCounters = seen;
+    return step;
+  }
+
+  // All nodes: rates over the last RATE_WINDOW_S of summed increments. Each
+  // node's report is up to a second old and they are a second apart, so one
+  // poll's increment may hold one second of traffic or two; averaging over a
+  // longer window keeps that from showing as a jump.
+  function hubRates(nodes, t) {
+    const step = hubIncrement(nodes);
+    const last = state.counted.length ? state.counted[state.counted.length - 1] : null;
+    const fresh = state.view !== "all" || last === null;
+    const sum = fresh
+      ? { t, published: 0, deliveries: 0 }
+      : { t, published: last.published + step.published, deliveries: last.deliveries + step.deliveries };
+    if (fresh) state.counted = [];
+    state.counted.push(sum);
+    while (state.counted.length > 2 && state.counted[1].t <= t - RATE_WINDOW_S) state.counted.shift();
+    if (fresh) return null;
+    const base = state.counted[0];
+    const seconds = t - base.t;
+    return {
+      published: seconds > 0 ? (sum.published - base.published) / seconds : null,
+      deliveries: seconds > 0 ? (sum.deliveries - base.deliveries) / seconds : null,
+    };
+  }
+
+  // The answering node's stats with the counters replaced by their sum over
+  // `nodes` (broker, status and node id stay the answering node's).
+  function hubTotals(stats, nodes) {
+    const totals = { ...stats };
+    for (const name of SUMMED) {
+      const values = nodes.map((n) => n[name]).filter((v) => typeof v === "number");
+      totals[name] = values.length ? values.reduce((a, b) => a + b, 0) : undefined;
+    }
+    for (const name of SUMMED_BY_CODE) {
+      const merged = {};
+      let any = false;
+      for (const n of nodes) {
+        if (!n[name] || typeof n[name] !== "object") continue;
+        any = true;
+        for (const [code, k] of Object.entries(n[name])) merged[code] = (merged[code] || 0) + k;
+      }
+      totals[name] = any ? merged : undefined;
+    }
+    return totals;
+  }
+
+  function reportingNodes(stats) {
+    const nodes = Array.isArray(stats.nodes) ? stats.nodes : [];
+    return nodes.filter((n) => n && typeof n === "object" && typeof n.node === "string");
+  }
+
   function record(stats) {
     const t = Date.now() / 1000;
-    const sample = { t, published: stats.published, deliveries: stats.deliveries };
-    const before = state.previous;
-    const seconds = before ? t - before.t : 0;
-    const messagesRate = perSecond(sample, before, "published", seconds);
-    const deliveriesRate = perSecond(sample, before, "deliveries", seconds);
-    state.previous = sample;
-    if (before) {
+    const nodes = reportingNodes(stats);
+    const view = nodes.length ? "all" : "node";
+    const rates = view === "all" ? hubRates(nodes, t) : nodeRates(stats, t);
+    if (view === "node") state.nodeCounters = new Map();
+    state.view = view;
+    const shown = view === "all" ? hubTotals(stats, nodes) : stats;
+    const messagesRate = rates ? rates.published : null;
+    const deliveriesRate = rates ? rates.deliveries : null;
+    if (rates) {
       state.xs.push(t);
       state.messages.push(messagesRate);
       state.deliveries.push(deliveriesRate);
@@ -205,21 +311,37 @@
       }
       draw();
     }
-    showStats(stats, messagesRate, deliveriesRate);
+    showScope(view, nodes.length, stats.node);
+    showStats(shown, messagesRate, deliveriesRate);
+    showNodes(nodes);
     const degraded = stats.status !== "ok";
     badge(degraded ? "reconnecting" : "open", degraded ? "Degraded" : "Live");
     $("updated").textContent = new Date().toLocaleTimeString();
+  }
+
+  function showScope(view, nodeCount, node) {
+    const scope = $("v-scope");
+    scope.dataset.view = view;
+    scope.textContent = view === "all"
+      ? "All " + nodeCount + (nodeCount === 1 ? " node" : " nodes") +
+        ": totals summed over every node's report (each about a second old); rates averaged over " +
+        RATE_WINDOW_S + " s"
+      : "This node (" + (node || "?") + ")";
   }
 
   function showStats(s, messagesRate, deliveriesRate) {
     $("v-connections").textContent = count(s.connections);
     $("v-kinds").textContent = count(s.hub_connections) + " /ws · " + count(s.echo_connections) + " echo";
     $("v-rooms").textContent = count(s.rooms);
-    $("v-memberships").textContent = count(s.memberships) + " memberships";
+    $("v-memberships").textContent = count(s.memberships) + " memberships" +
+      (state.view === "all" ? " · rooms summed per node" : "");
     $("v-messages-rate").textContent = rate(messagesRate);
     $("v-deliveries-rate").textContent = rate(deliveriesRate);
+    $("v-published").textContent = count(s.published) + " published";
+    $("v-published").dataset.total = String(s.published);
     $("v-deliveries-note").textContent =
-      typeof s.deliveries === "number" ? "to members" : "not counted by this server";
+      typeof s.deliveries === "number" ? count(s.deliveries) + " to members" : "not counted by this server";
+    $("v-deliveries-note").dataset.total = String(s.deliveries);
     $("v-slow").textContent = count(s.slow_consumers_dropped);
     $("v-stale").textContent = count(s.stale_evicted);
     const rejections = [
@@ -244,12 +366,15 @@
       ["Ephemeral skipped", s.ephemeral_skipped],
       ["History rooms evicted", s.history_rooms_evicted],
     ].filter(([, n]) => typeof n === "number").map(([k, n]) => [k, count(n)]));
-    const nodes = Array.isArray(s.nodes) ? s.nodes : [];
+  }
+
+  function showNodes(nodes) {
     show("nodes-panel", nodes.length > 0);
     fillRows("t-nodes", nodes.map((n) => [
-      n.node || "?",
+      n.node,
       count(n.connections),
       count(n.rooms),
+      count(n.published),
       n.broker && n.broker.connected ? "connected" : "down",
     ]));
   }

@@ -34,6 +34,7 @@ class Traffic:
                 self.members.append(member)
         self.publisher = self.members[0]  # in the lobby: it reads its own copies
         self.published = 0
+        self.sent_at: list[float] = []  # time.monotonic() of each acknowledged publish
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -75,6 +76,7 @@ class Traffic:
             tag = f"p{self.published}"
             self.publisher.send_json({"type": "publish", "room": "lobby", "data": 1, "id": tag})
             self.publisher.until_id(tag)
+            self.sent_at.append(time.monotonic())
             self.published += 1
             time.sleep(self.interval)
 
@@ -93,3 +95,13 @@ class Traffic:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def busiest(sent_at: list[float], seconds: float) -> int:
+    """The most of ``sent_at`` (sorted times) that fall in any ``seconds``-long window."""
+    most, first = 0, 0
+    for last, at in enumerate(sent_at):
+        while at - sent_at[first] > seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most

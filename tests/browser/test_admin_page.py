@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.admin import LONG_ROOM, Traffic
+from tests.browser.admin import LONG_ROOM, Traffic, busiest
 from tests.browser.conftest import DESKTOP, PHONE, TIMEOUT_MS
 from tests.browser.server_process import ServerProcess
 from tests.hostile.hubwire import HubWire
@@ -198,4 +200,82 @@ def test_with_redis_every_node_is_listed(
     finally:
         for member in members:
             member.abort()
+    assert tab.errors == []
+
+
+RATE_WINDOW_S = 9.0
+"""static/admin.js: with nodes, the rates are averaged over at least this long."""
+REPORT_AGE_S = 2.0
+"""How much older than the poll one node's report may be, with room for a loaded machine
+(a node writes its report each second)."""
+
+
+def node_stats(node: ServerProcess) -> dict[str, Any]:
+    request = urllib.request.Request(
+        node.url + "/api/stats", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+def test_with_redis_the_totals_and_rates_are_the_whole_hubs(
+    redis_server: Any,
+    start_server: Callable[..., ServerProcess],
+    admin_page: Callable[..., AdminPage],
+) -> None:
+    """The page on node 0 while most traffic goes through node 1: the totals are the
+    sum over both nodes, the plotted messages/s is the hub's (never negative, never
+    above what the test sent), also while node 1 goes away and comes back as a new node."""
+    options = (f"--broker={redis_server.url}", f"--api_key={KEY}", "--rate_limit=0")
+    nodes = [start_server(*options, "--node_timeout=3") for _ in range(2)]
+    here, there = Traffic(nodes[0].port, interval=0.03), Traffic(nodes[1].port, interval=0.005)
+    try:
+        tab = admin_page(nodes[0].url + "/admin")
+        tab.sign_in(KEY)
+        scope = tab.page.locator("#v-scope")
+        expect(scope).to_have_attribute("data-view", "all", timeout=TIMEOUT_MS * 2)
+        expect(scope).to_contain_text("All 2 nodes", timeout=TIMEOUT_MS * 2)
+        # A full rate window of quiet first, so every busy sample spans RATE_WINDOW_S.
+        quiet = tab.page.evaluate("() => window.hubAdmin.xs.length")
+        tab.page.wait_for_function(
+            f"() => window.hubAdmin.xs.length >= {quiet + 7}", timeout=TIMEOUT_MS * 3
+        )
+        started = tab.page.evaluate("() => window.hubAdmin.xs.length")
+        here.start(), there.start()
+        tab.page.wait_for_function(
+            f"() => window.hubAdmin.xs.length >= {started + 10}", timeout=TIMEOUT_MS * 3
+        )
+        here.stop(), there.stop()
+        published = here.published + there.published
+        assert here.published and there.published > here.published
+        total = tab.page.locator("#v-published")
+        expect(total).to_have_attribute("data-total", str(published), timeout=TIMEOUT_MS * 2)
+        delivered = sum(node_stats(node)["deliveries"] for node in nodes)
+        expect(tab.page.locator("#v-deliveries-note")).to_have_attribute(
+            "data-total", str(delivered), timeout=TIMEOUT_MS * 2
+        )
+
+        sent_at = sorted(here.sent_at + there.sent_at)
+        ceiling = busiest(sent_at, RATE_WINDOW_S + 1.5 + REPORT_AGE_S) / RATE_WINDOW_S
+        mean = published / (sent_at[-1] - sent_at[0])
+        busy = tab.chart()["messages"][started:]
+        assert all(v is not None and 0 <= v <= ceiling for v in busy), (busy, ceiling)
+        assert max(busy) >= 0.5 * mean, (busy, mean)  # node 1's share is in it
+
+        # Node 1 goes away (its report expires), then comes back as a new node.
+        gone = tab.page.evaluate("() => window.hubAdmin.xs.length")
+        nodes[1].stop()
+        expect(scope).to_contain_text("All 1 node:", timeout=TIMEOUT_MS * 3)
+        expect(total).to_have_attribute("data-total", str(here.published))
+        nodes[1].start()
+        expect(scope).to_contain_text("All 2 nodes", timeout=TIMEOUT_MS * 3)
+        tab.page.wait_for_function(
+            f"() => window.hubAdmin.xs.length >= {gone + 10}", timeout=TIMEOUT_MS * 3
+        )
+        after = tab.chart()["messages"][gone:]
+        assert all(v is not None and 0 <= v <= ceiling for v in after), after
+        expect(tab.page.locator("#t-nodes tr")).to_have_count(2)
+    finally:
+        here.close()
+        there.close()
     assert tab.errors == []
