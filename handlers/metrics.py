@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from tornado.ioloop import PeriodicCallback
@@ -99,6 +100,16 @@ def _dead_workers(directory: str) -> set[int]:
     return dead
 
 
+@dataclass(slots=True)
+class ProcessSeries:
+    """A worker's ``process_*`` series in multiprocess mode (see `MetricsExporter`)."""
+
+    collector: Any  # prometheus_client.ProcessCollector, read, never registered
+    gauges: dict[str, Any]  # sample name -> Gauge
+    cpu: Any  # Counter
+    cpu_copied: float = 0.0
+
+
 class MetricsExporter:
     """The hub's metrics, in this process's registry or, with several
     workers, in the directory they share."""
@@ -120,6 +131,7 @@ class MetricsExporter:
         else:
             self.registry = None  # a scrape reads every worker's files instead
         self._define(prom, self.registry)
+        self._process = None if self.directory is None else self._define_process(prom)
         self._copied: dict[tuple[int, str], int] = {}  # (id(counter), label) -> value copied
         hub.outbox.timer = BroadcastTimer(hub.clock, self.broadcast_seconds.observe)
         self._syncing = PeriodicCallback(self.sync, SYNC_SECONDS * 1000)
@@ -172,6 +184,52 @@ class MetricsExporter:
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason)
 
+    def _define_process(self, prom: Any) -> ProcessSeries:
+        """prometheus_client's multiprocess mode has no ``process_*`` series: each
+        worker copies its own (read by prometheus_client's `ProcessCollector`)
+        into gauges that sum the live workers, and CPU into a counter that keeps
+        what a dead worker spent."""
+
+        def gauge(name: str, text: str, mode: str) -> Any:
+            return prom.Gauge(name, text, registry=None, multiprocess_mode=mode)
+
+        return ProcessSeries(
+            prom.ProcessCollector(registry=None),
+            {
+                "process_resident_memory_bytes": gauge(
+                    "process_resident_memory_bytes",
+                    "Resident memory, summed over workers",
+                    "livesum",
+                ),
+                "process_virtual_memory_bytes": gauge(
+                    "process_virtual_memory_bytes", "Virtual memory, summed over workers", "livesum"
+                ),
+                "process_open_fds": gauge(
+                    "process_open_fds", "Open file descriptors, summed over workers", "livesum"
+                ),
+                "process_max_fds": gauge(
+                    "process_max_fds", "Each worker's open-file limit (the highest)", "livemax"
+                ),
+                "process_start_time_seconds": gauge(
+                    "process_start_time_seconds", "Start of the oldest live worker", "livemin"
+                ),
+            },
+            prom.Counter(
+                "process_cpu_seconds", "CPU seconds of every worker, dead ones too", registry=None
+            ),
+        )
+
+    def _copy_process(self, series: ProcessSeries) -> None:
+        for family in series.collector.collect():
+            for sample in family.samples:
+                if sample.name == "process_cpu_seconds_total":
+                    grown = sample.value - series.cpu_copied
+                    if grown > 0:
+                        series.cpu.inc(grown)
+                        series.cpu_copied = sample.value
+                elif sample.name in series.gauges:
+                    series.gauges[sample.name].set(sample.value)
+
     # -- copying the hub's numbers ------------------------------------------------
 
     def start(self) -> None:
@@ -208,6 +266,8 @@ class MetricsExporter:
             self._copy(self.disconnects, code, value)
         for code, value in list(counters.errors_by_code.items()):
             self._copy(self.errors, code, value)
+        if self._process is not None:
+            self._copy_process(self._process)
         if self.directory is not None:
             for pid in _dead_workers(self.directory):
                 self._multiprocess.mark_process_dead(pid, self.directory)

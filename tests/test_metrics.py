@@ -194,6 +194,17 @@ def workers_of(server: HubProcess) -> list[int]:
         return [int(pid) for pid in listing.read().split()]
 
 
+def resident_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def fd_limit(pid: int) -> float:
+    with open(f"/proc/{pid}/limits") as limits:
+        line = next(line for line in limits if line.startswith("Max open files"))
+    return float(line.split()[3])
+
+
 def is_open(wire: HubWire) -> bool:
     try:
         wire.still_open()
@@ -239,6 +250,23 @@ def test_with_two_processes_one_scrape_reports_the_sum(redis_server: RedisServer
             )
             samples = scrape_process(server)
             assert value(samples, "wshub_broker_connected") == 1
+
+            # process_* (absent from prometheus_client's multiprocess mode): each
+            # worker's own, summed, at most a second old.
+            workers = workers_of(server)
+            rss = [resident_bytes(pid) for pid in workers]
+            wait_for(
+                lambda: (
+                    0.8 * sum(rss)
+                    <= value(scrape_process(server), "process_resident_memory_bytes")
+                    <= 1.25 * sum(rss)
+                ),
+                5,
+                what=f"the workers' resident memory summed ({rss})",
+            )
+            assert value(samples, "process_max_fds") == fd_limit(workers[0])
+            assert value(samples, "process_cpu_seconds_total") > 0
+            assert value(samples, "process_open_fds") >= 16  # the clients' sockets at least
 
             # A worker that dies takes its connections out of the gauges (its
             # restarted successor forgets it), its counters stay in the sums.
