@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from hub import protocol
@@ -87,6 +88,10 @@ def framed_replay(
     """`hub.history.replay_of` over the message texts Redis keeps, framed."""
     replay = replay_of(texts, epoch, seq, since, client_epoch)
     return Replay([frame(t, OP_TEXT) for t in replay.frames], replay.gap, replay.oldest_seq)
+
+
+class PubSubReconnecting(RedisConnectionError):
+    """The pub/sub connection is being reconnected by `RedisBroker._listen`."""
 
 
 class _Room:
@@ -412,7 +417,13 @@ class RedisBroker:
 
     async def _join_batch(self, batch: list[_Join]) -> None:
         try:
-            replies = await self._join_scripts(batch)
+            try:
+                replies = await self._join_scripts(batch)
+            except Exception as error:  # never leave a join unanswered (hub.js retries these)
+                log.warning(
+                    "redis: %d join(s) failed (%r); answered unavailable", len(batch), error
+                )
+                replies = None
             if replies is None:
                 for join in batch:
                     join.done(None)
@@ -451,7 +462,8 @@ class RedisBroker:
             await self._subscribe({join.name: join.room for join in batch})
             return await self.rooms_store.join_many(requests)
         except (RedisError, OSError, TimeoutError) as error:
-            self._set_connected(False, error)
+            if not isinstance(error, PubSubReconnecting):  # (that one is known already)
+                self._set_connected(False, error)
             return None
 
     def _joined(self, join: _Join, reply: JoinReply) -> None:
@@ -497,6 +509,7 @@ class RedisBroker:
 
         async def ping() -> None:
             try:
+                self._check_pubsub_idle()
                 await self.pubsub.ping(token)
             except (RedisError, OSError) as error:
                 self._pongs.pop(token, None)
@@ -504,6 +517,15 @@ class RedisBroker:
                     future.set_exception(error)
 
         asyncio.ensure_future(ping())
+
+    def _check_pubsub_idle(self) -> None:
+        """Raise while `_listen` is reconnecting the pub/sub connection: a command
+        now would connect it a second time, and redis-py's connect reads a reply,
+        which two coroutines cannot do on one stream (RuntimeError). The caller
+        answers unavailable, and the client's retry finds it connected."""
+        connection = self.pubsub.connection
+        if self.pubsub.subscribed and connection is not None and not connection.is_connected:
+            raise PubSubReconnecting("the pub/sub connection is reconnecting")
 
     async def _subscribe(self, rooms: dict[str, _Room]) -> None:
         """Subscribe to the rooms' channels and wait until Redis confirms, so that
@@ -514,6 +536,7 @@ class RedisBroker:
             rooms[name].subscribed = loop.create_future()
         if new:
             try:
+                self._check_pubsub_idle()
                 await self.pubsub.subscribe(*(channel(name) for name in new))
             except BaseException:
                 for name in new:  # not subscribed: the next join asks again
