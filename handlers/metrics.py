@@ -107,7 +107,6 @@ class ProcessSeries:
     collector: Any  # prometheus_client.ProcessCollector, read, never registered
     gauges: dict[str, Any]  # sample name -> Gauge
     cpu: Any  # Counter
-    cpu_copied: float = 0.0
 
 
 class MetricsExporter:
@@ -132,7 +131,7 @@ class MetricsExporter:
             self.registry = None  # a scrape reads every worker's files instead
         self._define(prom, self.registry)
         self._process = None if self.directory is None else self._define_process(prom)
-        self._copied: dict[tuple[int, str], int] = {}  # (id(counter), label) -> value copied
+        self._copied: dict[tuple[int, str], float] = {}  # (id(counter), label) -> value copied
         hub.outbox.timer = BroadcastTimer(hub.clock, self.broadcast_seconds.observe)
         self._syncing = PeriodicCallback(self.sync, SYNC_SECONDS * 1000)
 
@@ -223,10 +222,7 @@ class MetricsExporter:
         for family in series.collector.collect():
             for sample in family.samples:
                 if sample.name == "process_cpu_seconds_total":
-                    grown = sample.value - series.cpu_copied
-                    if grown > 0:
-                        series.cpu.inc(grown)
-                        series.cpu_copied = sample.value
+                    self._copy(series.cpu, "", sample.value)
                 elif sample.name in series.gauges:
                     series.gauges[sample.name].set(sample.value)
 
@@ -272,7 +268,7 @@ class MetricsExporter:
             for pid in _dead_workers(self.directory):
                 self._multiprocess.mark_process_dead(pid, self.directory)
 
-    def _copy(self, counter: Any, label: str, value: int) -> None:
+    def _copy(self, counter: Any, label: str, value: float) -> None:
         key = (id(counter), label)
         grown = value - self._copied.get(key, 0)
         if grown > 0:

@@ -322,9 +322,7 @@ class SocketConnection(asyncio.Protocol):
         except WireError as error:
             self._fail(error.code, error.reason)
             return
-        if self.close_code is None:
-            self.close_code = CLOSE_NO_STATUS if code is None else code
-        if self._connection_state is OPEN:
+        if self._connection_state is OPEN:  # (_send_close records the code)
             self._send_close(code, "")  # echo the client's code (RFC 6455 5.5.1)
         self._finish()
 
