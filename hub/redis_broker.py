@@ -70,6 +70,9 @@ LISTED_FOR = 1.0
 """Seconds a node reuses the member list of a room over the presence limit for
 its joiners instead of reading it again: joining a 10,000-member room would
 otherwise move a 1,000-member list out of Redis per join."""
+PUBSUB_RECONNECT_WAIT = MAX_BACKOFF + 1.0
+"""How long a pub/sub command waits for `RedisBroker._listen` to reconnect that
+connection (its back-off between tries, plus a connect) before it gives up."""
 
 
 Deliver = Callable[[str, bytes, str | None, bool], None]
@@ -509,7 +512,7 @@ class RedisBroker:
 
         async def ping() -> None:
             try:
-                self._check_pubsub_idle()
+                await self._pubsub_idle()
                 await self.pubsub.ping(token)
             except (RedisError, OSError) as error:
                 self._pongs.pop(token, None)
@@ -518,14 +521,24 @@ class RedisBroker:
 
         asyncio.ensure_future(ping())
 
-    def _check_pubsub_idle(self) -> None:
-        """Raise while `_listen` is reconnecting the pub/sub connection: a command
-        now would connect it a second time, and redis-py's connect reads a reply,
-        which two coroutines cannot do on one stream (RuntimeError). The caller
-        answers unavailable, and the client's retry finds it connected."""
+    async def _pubsub_idle(self) -> None:
+        """Return once no reconnect of the pub/sub connection is under way, for a
+        command on it: while `_listen` reconnects it, a command would connect it a
+        second time, and redis-py's connect reads a reply, which two coroutines
+        cannot do on one stream (RuntimeError). While Redis is known to be down,
+        or past `PUBSUB_RECONNECT_WAIT`, raise `PubSubReconnecting` instead: the
+        caller answers unavailable (hub.js retries)."""
+        deadline = time.monotonic() + PUBSUB_RECONNECT_WAIT
+        while self._pubsub_reconnecting():
+            if not self.connected or time.monotonic() >= deadline:
+                raise PubSubReconnecting("the pub/sub connection is reconnecting")
+            await asyncio.sleep(0.05)
+
+    def _pubsub_reconnecting(self) -> bool:
         connection = self.pubsub.connection
-        if self.pubsub.subscribed and connection is not None and not connection.is_connected:
-            raise PubSubReconnecting("the pub/sub connection is reconnecting")
+        return (
+            bool(self.pubsub.subscribed) and connection is not None and not connection.is_connected
+        )
 
     async def _subscribe(self, rooms: dict[str, _Room]) -> None:
         """Subscribe to the rooms' channels and wait until Redis confirms, so that
@@ -536,7 +549,7 @@ class RedisBroker:
             rooms[name].subscribed = loop.create_future()
         if new:
             try:
-                self._check_pubsub_idle()
+                await self._pubsub_idle()
                 await self.pubsub.subscribe(*(channel(name) for name in new))
             except BaseException:
                 for name in new:  # not subscribed: the next join asks again
@@ -557,9 +570,11 @@ class RedisBroker:
             if not room.members and not room.joining and self._rooms.get(name) is room:
                 del self._rooms[name]
                 await self.rooms_store.forget_room(name)
+                await self._pubsub_idle()
                 await self.pubsub.unsubscribe(channel(name))
         except (RedisError, OSError) as error:
-            self._set_connected(False, error)
+            if not isinstance(error, PubSubReconnecting):  # (that one is known already)
+                self._set_connected(False, error)
 
     def publish(
         self,
