@@ -872,6 +872,13 @@ def make_app(
         log_function=_log_request,
         diagnostics=diagnostics,
         tls=tls,
+        # Plain upgrades to these are answered off the accepted socket (handlers.direct_upgrade).
+        direct_upgrade_routes={
+            "/ws": (HubSocketHandler, socket_args),
+            "/ws/echo": (EchoSocketHandler, socket_args),
+        }
+        if handoff
+        else None,
     )
 
 
@@ -905,6 +912,7 @@ def make_http_server(
         body_timeout=body_timeout,
         max_pending=max_pending,
         max_pending_per_ip=max_pending_per_ip,
+        direct_routes=app.settings.get("direct_upgrade_routes"),
     )
 
 

@@ -139,11 +139,11 @@ class HubSocketBase(HandoffMixin, WebSocketHandler):
         if refusal is not None:
             raise HTTPError(400, reason=refusal)
         over_tls = is_tls_stream(getattr(self.request.connection, "stream", None))
-        key = plain_upgrade_key(self, self.compression) if self.handoff and not over_tls else None
-        if key is None:
-            await super().get(*args, **kwargs)
+        plain = self.handoff and not over_tls and plain_upgrade_key(self.request, self.compression)
+        if plain:
+            await upgrade_directly(self)
         else:
-            await upgrade_directly(self, key, self.max_message_size)
+            await super().get(*args, **kwargs)
 
     def open(self) -> None:
         peer = Peer(

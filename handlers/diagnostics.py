@@ -27,13 +27,16 @@ class ErrorCounter(logging.Handler):
 class Diagnostics:
     """The counters of one server instance."""
 
-    __slots__ = ("open_sockets", "armed_timers", "errors")
+    __slots__ = ("open_sockets", "armed_timers", "direct_upgrades", "errors")
 
     def __init__(self) -> None:
         self.open_sockets = 0
         """Connections handed off and not yet closed (see `SocketConnection`)."""
         self.armed_timers = 0
         """Close-handshake timeouts currently armed."""
+        self.direct_upgrades = 0
+        """Upgrades answered straight off the accepted socket (`handlers.direct_upgrade`);
+        the others went through Tornado's HTTP/1 path."""
         self.errors = ErrorCounter()
         """Counts only once `install`ed."""
 
@@ -50,6 +53,7 @@ class Diagnostics:
         return {
             "handed_off_sockets": self.open_sockets,
             "close_timers": self.armed_timers,
+            "direct_upgrades": self.direct_upgrades,
             "tasks": len(asyncio.all_tasks()),
             "errors_logged": self.errors.count,
         }

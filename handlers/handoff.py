@@ -27,7 +27,7 @@ import socket
 from typing import Any
 
 import tornado
-from tornado.websocket import WebSocketHandler, WebSocketProtocol
+from tornado.websocket import WebSocketProtocol
 
 from handlers.socket_connection import SocketConnection
 from handlers.strict_protocol import StrictWebSocketProtocol
@@ -87,11 +87,11 @@ def upgrade_refusal(request: Any) -> str | None:
     return None if valid else "Sec-WebSocket-Key must be 16 bytes in base64"
 
 
-def plain_upgrade_key(handler: WebSocketHandler, compression: bool) -> str | None:
+def plain_upgrade_key(request: Any, compression: bool) -> str | None:
     """The Sec-WebSocket-Key of an upgrade we can answer ourselves, else None
     (Tornado then answers it, errors included)."""
-    headers = handler.request.headers
-    if handler.request.method != "GET" or headers.get("Sec-WebSocket-Version") != "13":
+    headers = request.headers
+    if request.method != "GET" or headers.get("Sec-WebSocket-Version") != "13":
         return None
     if headers.get("Upgrade", "").lower() != "websocket":
         return None
@@ -102,18 +102,27 @@ def plain_upgrade_key(handler: WebSocketHandler, compression: bool) -> str | Non
     return headers.get("Sec-WebSocket-Key") or None
 
 
-async def upgrade_directly(handler: Any, key: str, max_message_size: int) -> None:
-    """Answer the upgrade with our own 101, run ``open()``, hand the socket over."""
-    accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()
-    connection = SocketConnection(handler, max_message_size, handler.diagnostics)
-    connection.write(_SWITCHING + accept.encode() + b"\r\n\r\n")
-    stream = handler.detach()
+def answer_upgrade(handler: Any) -> SocketConnection:
+    """Our own 101 for the handler's (plain) upgrade, then ``open()``: the returned
+    connection holds the 101 and the ``welcome``, to leave in one write once it
+    has the socket."""
+    key = handler.request.headers["Sec-WebSocket-Key"]
+    accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest())
+    connection = SocketConnection(handler, handler.max_message_size, handler.diagnostics)
+    connection.write(_SWITCHING + accept + b"\r\n\r\n")
     handler.set_status(101)
     handler.application.log_request(handler)
     handler.socket_connection = connection
+    handler.open()
+    handler.flush_queued()  # the welcome joins the 101 in one write
+    return connection
+
+
+async def upgrade_directly(handler: Any) -> None:
+    """Answer the upgrade with our own 101, run ``open()``, hand the socket over."""
+    stream = handler.detach()
     try:
-        handler.open()
-        handler.flush_queued()  # the welcome joins the 101 in one write
+        connection = answer_upgrade(handler)
     except BaseException:
         stream.close()
         raise

@@ -35,6 +35,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, SSLIOStream
 
+from handlers.direct_upgrade import DirectUpgrade, Outcome, Route
 from handlers.tls import wrap_accepted
 
 log = logging.getLogger("wshub")
@@ -133,13 +134,24 @@ class GuardedHTTPServer(HTTPServer):
     """Tornado's HTTPServer with `Acceptor`s and the pending-socket caps.
 
     Takes HTTPServer's keyword arguments (``ssl_options``: an ``ssl.SSLContext``
-    only) plus ``max_pending`` and ``max_pending_per_ip`` (0: no cap).
+    only) plus ``max_pending`` and ``max_pending_per_ip`` (0: no cap) and
+    ``direct_routes``: the WebSocket routes whose plain upgrades are answered
+    straight off the accepted socket (`handlers.direct_upgrade`; not over TLS).
+    Such an upgrade is never pending, so a full pending cap does not turn it away.
     """
 
     def initialize(  # type: ignore[override]
-        self, *args: Any, max_pending: int = 0, max_pending_per_ip: int = 0, **kwargs: Any
+        self,
+        *args: Any,
+        max_pending: int = 0,
+        max_pending_per_ip: int = 0,
+        direct_routes: dict[str, Route] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().initialize(*args, **kwargs)
+        self.direct: DirectUpgrade | None = None
+        if direct_routes and self.ssl_options is None:
+            self.direct = DirectUpgrade(self.request_callback, direct_routes)  # type: ignore[arg-type]
         self.max_pending = max_pending
         self.max_pending_per_ip = max_pending_per_ip
         self.pending = 0
@@ -153,21 +165,34 @@ class GuardedHTTPServer(HTTPServer):
             self.acceptors.append(Acceptor(sock, self.accept_connection))
 
     def accept_connection(self, connection: socket.socket, address: Any) -> None:
-        """Serve ``connection`` as HTTP, or answer 503 if a pending cap is reached."""
+        """Answer a plain upgrade directly, else serve ``connection`` as HTTP (or
+        answer 503 if a pending cap is reached)."""
+        direct = self.direct
+        outcome = direct.try_serve(connection, address) if direct is not None else None
+        if outcome is Outcome.SERVED:
+            return
         ip = address[0] if isinstance(address, tuple) else ""
         if (self.max_pending and self.pending >= self.max_pending) or (
             self.max_pending_per_ip and self.pending_by_ip[ip] >= self.max_pending_per_ip
         ):
             self._refuse(connection, ip)
             return
+        self.pending += 1
+        self.pending_by_ip[ip] += 1
+        if direct is not None and outcome is Outcome.NOT_YET:
+            direct.wait(connection, address, lambda: self._release(ip), self.serve_http)
+        else:
+            self.serve_http(connection, address)
+
+    def serve_http(self, connection: socket.socket, address: Any) -> None:
+        """Tornado's HTTP/1 connection on ``connection`` (counted as pending already)."""
         stream_class = IOStream
         if self.ssl_options is not None:
             wrapped = wrap_accepted(self.ssl_options, connection)  # type: ignore[arg-type]
             if wrapped is None:
+                self._release(address[0] if isinstance(address, tuple) else "")
                 return
             connection, stream_class = wrapped, SSLIOStream
-        self.pending += 1
-        self.pending_by_ip[ip] += 1
         stream = stream_class(
             connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
         )
@@ -194,7 +219,10 @@ class GuardedHTTPServer(HTTPServer):
         super().on_close(server_conn)
         context = getattr(server_conn, "context", None)
         address = getattr(context, "address", None)
-        ip = address[0] if isinstance(address, tuple) else ""
+        self._release(address[0] if isinstance(address, tuple) else "")
+
+    def _release(self, ip: str) -> None:
+        """One pending socket from ``ip`` is no longer pending."""
         self.pending -= 1
         left = self.pending_by_ip[ip] - 1
         if left > 0:

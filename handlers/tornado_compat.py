@@ -128,6 +128,14 @@ def trim_handler(handler: WebSocketHandler, keep: Iterable[str]) -> None:
     handler.__dict__ = {name: state[name] for name in keep if name in state}
 
 
+def outside_execute(handler: WebSocketHandler) -> WebSocketHandler:
+    """Make ``handler`` able to answer (``send_error``) without Tornado's
+    ``_execute``, which would have set its output transforms (none here: no
+    gzip, no chunking for a refused upgrade)."""
+    handler._transforms = []
+    return handler
+
+
 # -- WebSocketProtocol13 --------------------------------------------------------
 
 

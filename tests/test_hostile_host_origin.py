@@ -1,8 +1,11 @@
 """Host, Origin and upgrade-header leniency, and what the access log keeps
 (issue 11, finding 7), against real server processes.
 
-Each upgrade check runs on both upgrade paths: our own 101 (the default) and
-Tornado's (``--compression`` with permessage-deflate offered).
+Each upgrade check runs on every upgrade path: our own 101 answered straight off
+the accepted socket (the default, handlers/direct_upgrade.py), our own 101 from
+Tornado's request handling (a head with bare-LF line ends, which the direct path
+leaves to Tornado) and Tornado's 101 (``--compression`` with permessage-deflate
+offered).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from tests.hostile.wire import Wire, abort_socket, connect_tcp, handshake_reques
 DEFLATE = {"Sec-WebSocket-Extensions": "permessage-deflate"}
 
 
-@pytest.fixture(scope="module", params=["own-101", "tornado-101"])
+@pytest.fixture(scope="module", params=["direct-101", "own-101", "tornado-101"])
 def server(request: pytest.FixtureRequest) -> Iterator[HubProcess]:
     args = ("--compression=true",) if request.param == "tornado-101" else ()
     with HubProcess("--logging=debug", *args) as running:
         running.offer = DEFLATE if args else {}  # type: ignore[attr-defined]
+        running.eol = "\n" if request.param == "own-101" else "\r\n"  # type: ignore[attr-defined]
         yield running
 
 
@@ -33,14 +37,15 @@ def serves_and_logs_no_error(server: HubProcess) -> Iterator[None]:
     mark = server.mark()
     yield
     assert server.alive()
-    with Wire(server.port, "/ws/echo", headers=server.offer) as fresh:  # type: ignore[attr-defined]
+    with Wire(server.port, "/ws/echo", headers=server.offer, eol=server.eol) as fresh:  # type: ignore[attr-defined]
         assert fresh.status == 101, fresh.response_head
     assert_no_errors_logged(server, since=mark)
 
 
 def status(server: HubProcess, headers: dict[str, str], path: str = "/ws/echo") -> int:
     """The status line's code for an upgrade with ``headers`` added or replaced."""
-    with Wire(server.port, path, headers={**server.offer, **headers}) as wire:  # type: ignore[attr-defined]
+    offer = server.offer  # type: ignore[attr-defined]
+    with Wire(server.port, path, headers={**offer, **headers}, eol=server.eol) as wire:  # type: ignore[attr-defined]
         return wire.status
 
 
@@ -96,7 +101,7 @@ def test_a_malformed_websocket_key_gets_400(server: HubProcess, key: str) -> Non
 
 
 def test_an_http_1_0_upgrade_gets_400(server: HubProcess) -> None:
-    request = handshake_request(server.port, headers=server.offer)  # type: ignore[attr-defined]
+    request = handshake_request(server.port, headers=server.offer, eol=server.eol)  # type: ignore[attr-defined]
     sock = connect_tcp(server.port)
     try:
         sock.sendall(request.replace(b"HTTP/1.1", b"HTTP/1.0", 1))

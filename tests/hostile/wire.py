@@ -54,9 +54,10 @@ def close_payload(code: int | None, reason: bytes = b"") -> bytes:
 
 
 def handshake_request(
-    port: int, path: str = "/ws/echo", headers: dict[str, str] | None = None
+    port: int, path: str = "/ws/echo", headers: dict[str, str] | None = None, eol: str = "\r\n"
 ) -> bytes:
-    """A valid opening handshake; ``headers`` add to or replace the defaults."""
+    """A valid opening handshake; ``headers`` add to or replace the defaults; ``eol``
+    ends its lines (HTTP/1.1 servers also take a bare LF)."""
     fields = {
         "Host": f"{HOST}:{port}",
         "Upgrade": "websocket",
@@ -66,7 +67,7 @@ def handshake_request(
     }
     fields.update(headers or {})
     lines = [f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return (eol.join(lines) + eol + eol).encode()
 
 
 class Closed(Exception):
@@ -136,8 +137,10 @@ class Wire:
         headers: dict[str, str] | None = None,
         rcvbuf: int | None = None,
         tls: ssl.SSLContext | None = None,
+        eol: str = "\r\n",
     ) -> None:
-        """``tls``: speak wss:// with this client context (handshake done here too)."""
+        """``tls``: speak wss:// with this client context (handshake done here too);
+        ``eol``: the request's line ends."""
         self.sock = connect_tcp(port, timeout, source, rcvbuf)
         if tls is not None:
             try:
@@ -147,7 +150,7 @@ class Wire:
                 raise
         self.buffer = b""
         try:
-            self.sock.sendall(handshake_request(port, path, headers))
+            self.sock.sendall(handshake_request(port, path, headers, eol))
             while b"\r\n\r\n" not in self.buffer:
                 self._fill()
         except BaseException:
