@@ -270,6 +270,7 @@ async def _storm_once(
         "loadgen_start_s": started_s,
         "failed": failed,
         "memberships_on_node_1": health.get("memberships"),
+        "direct_upgrades_on_node_1": health.get("direct_upgrades"),
     }
 
 
