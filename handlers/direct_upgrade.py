@@ -181,8 +181,7 @@ class DirectUpgrade:
             return Outcome.TORNADO
         sock.recv(len(head) + len(HEAD_END))  # the head only: frames behind it stay queued
         self.diagnostics.direct_upgrades += 1
-        handler = outside_execute(handler_class(self.application, request, **kwargs))
-        self._serve(handler, sock)
+        self._serve(handler_class, kwargs, request, sock)
         return Outcome.SERVED
 
     def wait(
@@ -212,8 +211,21 @@ class DirectUpgrade:
         io_loop.add_handler(sock, readable, IOLoop.READ)
         timeout = io_loop.call_later(WAIT_FOR_REQUEST, silent)
 
-    def _serve(self, handler: Any, sock: socket.socket) -> None:
-        """``prepare()``, then the 101 and ``open()``; an error answers as Tornado would."""
+    def _serve(
+        self,
+        handler_class: type,
+        kwargs: dict[str, Any],
+        request: httputil.HTTPServerRequest,
+        sock: socket.socket,
+    ) -> None:
+        """The handler's ``prepare()``, then the 101 and ``open()``; an error answers
+        as Tornado would."""
+        try:
+            handler = outside_execute(handler_class(self.application, request, **kwargs))
+        except Exception:
+            log.error("direct upgrade failed", exc_info=True)
+            sock.close()
+            return
         try:
             handler.prepare()
             connection = answer_upgrade(handler)
