@@ -137,7 +137,9 @@ class GuardedHTTPServer(HTTPServer):
     only) plus ``max_pending`` and ``max_pending_per_ip`` (0: no cap) and
     ``direct_routes``: the WebSocket routes whose plain upgrades are answered
     straight off the accepted socket (`handlers.direct_upgrade`; not over TLS).
-    Such an upgrade is never pending, so a full pending cap does not turn it away.
+    One whose request is in the socket by its accept is never pending, so a full
+    pending cap does not turn it away; one accepted before its request arrived
+    waits for it as a pending socket.
     """
 
     def initialize(  # type: ignore[override]
