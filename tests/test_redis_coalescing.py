@@ -156,19 +156,33 @@ async def test_a_burst_read_while_its_room_stream_brings_a_message_goes_out_in_o
                 "mine 2",
             ]
 
+            # However long Redis keeps the node's own publish, a hold ends at its bound.
+            ann.sink.writes.clear()
+            bob.sink.writes.clear()
+            monkeypatch.setattr(redis_broker, "HOLD_AT_MOST", 0.2, raising=False)
+            run(b.publish(ROOM, "from b, held"))
+            sync.client_pause(5000, all=False)
+            say(hub, ann, 4, "stuck")
+            await wait_until(lambda: texts_per_write(bob) == [["from b, held"]])
+            assert paused_script(sync)  # "stuck" is still inside Redis
+            sync.client_unpause()
+            await wait_until(lambda: texts_per_write(bob) == [["from b, held"], ["stuck"]])
+            await wait_until(lambda: any(m.get("id") == 4 for m in received(ann)))
+            monkeypatch.setattr(redis_broker, "HOLD_AT_MOST", 30.0, raising=False)
+
             # Redis going away ends a hold: what A received reaches its members,
             # and what Redis never numbered is answered unavailable.
             ann.sink.writes.clear()
             bob.sink.writes.clear()
             run(b.publish(ROOM, "from b, again"))
             sync.client_pause(5000, all=False)
-            say(hub, ann, 4, "lost")
+            say(hub, ann, 5, "lost")
             await wait_until(lambda: paused_script(sync))
             redis_server.stop()
             await wait_until(lambda: texts_per_write(bob) == [["from b, again"]])
             await wait_until(lambda: any(m["type"] == "error" for m in received(ann)))
             errors = [(m["code"], m.get("id")) for m in received(ann) if m["type"] == "error"]
-            assert errors == [("unavailable", 4)]
+            assert errors == [("unavailable", 5)]
             assert texts_per_write(ann) == [["from b, again"]]
     finally:
         with contextlib.suppress(RedisError, OSError):
