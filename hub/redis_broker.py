@@ -316,6 +316,7 @@ class RedisBroker:
         self._running = False
         for task in self._tasks:
             task.cancel()
+        self._release_all()  # what the stream brought is delivered; no hold timer outlives us
         if self.connected:
             try:
                 await self.rooms_store.reap(self.node)
