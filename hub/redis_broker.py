@@ -19,6 +19,12 @@ Two connections means two orders, which this module reconciles:
   once it is in, nothing numbered up to S can still arrive; the joiner is
   handed the frames after S that went by meanwhile (``catch_up``).
 
+A publishing node also shapes its own stream (`_Hold`): a room's events are
+held back while this node's own publishes to the room, read before them, are
+still on their way through Redis, so that what one read of a publisher's
+socket brought in goes out to local members in one write each, as it does on
+one node; nothing is held for a message that comes alone.
+
 Redis unreachable: publishes and joins are answered `UNAVAILABLE`; the node
 reconnects with backoff (at most `MAX_BACKOFF` between tries), re-subscribes
 and re-registers its members' presence; a history Redis lost comes back with
@@ -70,12 +76,19 @@ LISTED_FOR = 1.0
 """Seconds a node reuses the member list of a room over the presence limit for
 its joiners instead of reading it again: joining a 10,000-member room would
 otherwise move a 1,000-member list out of Redis per join."""
+HOLD_AT_MOST = 0.005
+"""Seconds a room's stream is held at most for this node's own publishes to come
+back (`_Hold`); they take one round trip to Redis, well under a millisecond
+here: the bound is for a copy that never comes."""
 PUBSUB_RECONNECT_WAIT = MAX_BACKOFF + 1.0
 """How long a pub/sub command waits for `RedisBroker._listen` to reconnect that
 connection (its back-off between tries, plus a connect) before it gives up."""
 
 
 Deliver = Callable[[str, bytes, str | None, bool], None]
+_Publish = tuple[str, str, str, PublishDone, "_OwnPublish | None"]
+"""A publish waiting for its loop iteration's pipeline: room, the message text
+around its seq, the callback, and what the room's `_Hold` knows of it."""
 
 
 def split_message(text: str) -> tuple[str, str]:
@@ -97,6 +110,87 @@ class PubSubReconnecting(RedisConnectionError):
     """The pub/sub connection is being reconnected by `RedisBroker._listen`."""
 
 
+def last_seq(data: bytes) -> tuple[str, int]:
+    """The epoch and the seq of the last message of an ``m`` stream event:
+    ``m<epoch> <first seq>`` then one line per message."""
+    head = data[1 : data.index(b"\n")]
+    epoch, first = head.split(b" ")
+    return epoch.decode(), int(first) + data.count(b"\n") - 1
+
+
+class _OwnPublish:
+    """A message this node published to a room, until its copy is back on the stream."""
+
+    __slots__ = ("epoch", "seq")
+
+    def __init__(self) -> None:
+        self.epoch = ""
+        self.seq: int | None = None  # None: Redis has not answered yet; 0: nothing will come
+
+
+class _Hold:
+    """One room's stream events held back on the node that publishes into it.
+
+    Why: a fan-out costs one write per member per loop iteration, whatever it
+    carries. On one node, every publish one read of the publisher's socket
+    brought in is delivered in that iteration, so a burst goes out in one write
+    per member. Over Redis the node's own copies come back a round trip later,
+    and while the node was idle in between, a burst read in two pieces came
+    back as two stream events, written separately; the publisher, acked twice,
+    kept sending in those two pieces, and every node paid two writes per member
+    where one node pays one (issue 13, docs/performance.md). So an event that
+    arrives while publishes this node read before it are still on their way
+    waits for them (at most `HOLD_AT_MOST`), and they go out together, in seq
+    order. With no publish of this node outstanding, nothing waits.
+    """
+
+    __slots__ = ("outgoing", "events", "waits_for", "heard_epoch", "heard_seq", "timer")
+
+    def __init__(self) -> None:
+        self.outgoing: deque[_OwnPublish] = deque(maxlen=RECENT)  # not yet back, none held for
+        self.events: list[bytes] | None = None  # held stream events, oldest first
+        self.waits_for: list[_OwnPublish] = []  # what the held events wait for
+        self.heard_epoch = ""  # the last message seen on the stream, held or not
+        self.heard_seq = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def sent(self) -> _OwnPublish:
+        own = _OwnPublish()
+        self.outgoing.append(own)
+        return own
+
+    def heard(self, epoch: str, seq: int) -> None:
+        self.heard_epoch, self.heard_seq = epoch, seq
+
+    def back(self, own: _OwnPublish) -> bool:
+        """Whether ``own`` needs no more waiting: on the stream, failed, or in
+        another epoch than the stream's (Redis restarted: do not guess)."""
+        seq = own.seq
+        return seq is not None and (
+            seq == 0 or own.epoch != self.heard_epoch or seq <= self.heard_seq
+        )
+
+    def begin(self) -> bool:
+        """Start holding if a publish of this node is still on its way."""
+        owed = [own for own in self.outgoing if not self.back(own)]
+        self.outgoing.clear()
+        if not owed:
+            return False
+        self.events, self.waits_for = [], owed
+        return True
+
+    def ready(self) -> bool:
+        return all(self.back(own) for own in self.waits_for)
+
+    def take(self) -> list[bytes]:
+        """The held events, and stop holding."""
+        events, self.events, self.waits_for = self.events or [], None, []
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        return events
+
+
 class _Room:
     """This node's view of one room's stream."""
 
@@ -109,6 +203,7 @@ class _Room:
         "subscribed",
         "listed",
         "joining",
+        "hold",
     )
 
     def __init__(self) -> None:
@@ -121,6 +216,7 @@ class _Room:
         # In a room over the presence limit, the members joined lists: (when read, JSON).
         self.listed: tuple[float, bytes] | None = None
         self.joining = 0  # joins waiting for Redis: the room must not be dropped meanwhile
+        self.hold = _Hold()  # stream events waiting for this node's own publishes
 
     def reached(self, epoch: str, seq: int) -> bool:
         return seq == 0 or (self.epoch == epoch and self.seq >= seq)
@@ -184,7 +280,7 @@ class RedisBroker:
         self.connected = False
         self._deliver: Deliver = _drop
         self._rooms: dict[str, _Room] = {}
-        self._publishes: list[tuple[str, str, str, PublishDone]] = []
+        self._publishes: list[_Publish] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self.control_handler: Callable[[dict[str, Any]], int] | None = None
@@ -220,6 +316,7 @@ class RedisBroker:
         self._running = False
         for task in self._tasks:
             task.cancel()
+        self._release_all()  # what the stream brought is delivered; no hold timer outlives us
         if self.connected:
             try:
                 await self.rooms_store.reap(self.node)
@@ -236,7 +333,9 @@ class RedisBroker:
             log.info("redis: connected to %s as node %s", self.url, self.node)
         else:
             log.warning("redis: unreachable (%s); publishes and joins answer unavailable", why)
+            self._release_all()
             for room in self._rooms.values():  # nothing will come: answer now
+                room.hold.outgoing.clear()
                 waiting, room.waiting = room.waiting, []
                 for _, _, resume in waiting:
                     resume()
@@ -298,6 +397,9 @@ class RedisBroker:
         if kind == "pong":
             waiter = self._pongs.pop(message["data"].decode(), None)
             if waiter is not None and not waiter.done():
+                # A join's snapshot is behind everything before the PONG: let
+                # it all out first, so none of it reaches the joiner twice.
+                self._release_all()
                 waiter.set_result(None)
             return
         channel_name = message["channel"].decode()
@@ -313,9 +415,36 @@ class RedisBroker:
             if room.subscribed is not None and not room.subscribed.done():
                 room.subscribed.set_result(None)
             return
-        if kind != "message":
+        if kind == "message":
+            self._on_room_event(name, room, message["data"])
+
+    def _on_room_event(self, name: str, room: _Room, data: bytes) -> None:
+        """Deliver a room's stream event, or hold it (see `_Hold`)."""
+        hold = room.hold
+        if data[:1] == b"m":
+            hold.heard(*last_seq(data))
+        if hold.events is None and not hold.begin():
+            self._play(name, room, data)
             return
-        data: bytes = message["data"]
+        assert hold.events is not None
+        hold.events.append(data)
+        if hold.ready():
+            self._release(name, room)
+        elif hold.timer is None:
+            loop = asyncio.get_running_loop()
+            hold.timer = loop.call_later(HOLD_AT_MOST, self._release, name, room)
+
+    def _release(self, name: str, room: _Room) -> None:
+        for data in room.hold.take():
+            self._play(name, room, data)
+
+    def _release_all(self) -> None:
+        for name, room in list(self._rooms.items()):
+            if room.hold.events is not None:
+                self._release(name, room)
+
+    def _play(self, name: str, room: _Room, data: bytes) -> None:
+        """Hand a room's stream event to the hub: frame it once for every member here."""
         tag = data[:1]
         if tag == b"m":
             head, _, body = data.partition(b"\n")
@@ -597,7 +726,9 @@ class RedisBroker:
         head, tail = split_message(protocol.message_text(room, 0, sender, data, ts))
         if not self._publishes:
             asyncio.get_running_loop().call_soon(self._send_publishes)
-        self._publishes.append((room, head, tail, done))
+        state = self._rooms.get(room)
+        own = state.hold.sent() if state is not None else None
+        self._publishes.append((room, head, tail, done, own))
 
     async def _publish_ephemeral(self, room: str, text: bytes, done: PublishDone) -> None:
         try:
@@ -612,20 +743,33 @@ class RedisBroker:
         batch, self._publishes = self._publishes, []
         asyncio.ensure_future(self._send_batch(batch))
 
-    async def _send_batch(self, batch: list[tuple[str, str, str, PublishDone]]) -> None:
+    async def _send_batch(self, batch: list[_Publish]) -> None:
         try:
-            replies = await self.rooms_store.publish_many([(r, h, t) for r, h, t, _ in batch])
+            replies = await self.rooms_store.publish_many([(r, h, t) for r, h, t, _, _ in batch])
         except (RedisError, OSError) as error:
+            self._answered(batch, [("", 0)] * len(batch))  # nothing of theirs will come
             self._set_connected(False, error)
-            for *_, done in batch:
+            for _, _, _, done, _ in batch:
                 done(None, UNAVAILABLE)
             return
-        for (name, _, _, done), (epoch, seq) in zip(batch, replies, strict=True):
+        self._answered(batch, replies)
+        for (name, _, _, done, _), (epoch, seq) in zip(batch, replies, strict=True):
             room = self._rooms.get(name)
             if room is None or room.reached(epoch, seq) or not self.connected:
                 done(seq, None)
             else:
                 room.waiting.append((epoch, seq, lambda done=done, seq=seq: done(seq, None)))
+
+    def _answered(self, batch: list[_Publish], replies: list[tuple[str, int]]) -> None:
+        """Tell the rooms' holds what Redis numbered (seq 0: failed); let out the
+        events that waited only for these."""
+        for (_, _, _, _, own), (epoch, seq) in zip(batch, replies, strict=True):
+            if own is not None:
+                own.epoch, own.seq = epoch, seq
+        for name in {name for name, *_ in batch}:
+            room = self._rooms.get(name)
+            if room is not None and room.hold.events is not None and room.hold.ready():
+                self._release(name, room)
 
     def announce_counts(self) -> None:
         names = [name for name, room in self._rooms.items() if room.members]
