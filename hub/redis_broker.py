@@ -149,7 +149,7 @@ class _Hold:
     def __init__(self) -> None:
         self.outgoing: deque[_OwnPublish] = deque(maxlen=RECENT)  # not yet back, none held for
         self.events: list[bytes] | None = None  # held stream events, oldest first
-        self.waits_for: list[_OwnPublish] = []  # what the held events wait for
+        self.waits_for: deque[_OwnPublish] = deque()  # what the held events wait for
         self.heard_epoch = ""  # the last message seen on the stream, held or not
         self.heard_seq = 0
         self.timer: asyncio.TimerHandle | None = None
@@ -176,15 +176,21 @@ class _Hold:
         self.outgoing.clear()
         if not owed:
             return False
-        self.events, self.waits_for = [], owed
+        self.events, self.waits_for = [], deque(owed)
         return True
 
     def ready(self) -> bool:
-        return all(self.back(own) for own in self.waits_for)
+        """Whether every publish the held events wait for is back. Once back, a
+        publish stays back, so each is looked at until it is, oldest first: one
+        look per event and publish, not a scan of the window per event."""
+        waits_for = self.waits_for
+        while waits_for and self.back(waits_for[0]):
+            waits_for.popleft()
+        return not waits_for
 
     def take(self) -> list[bytes]:
         """The held events, and stop holding."""
-        events, self.events, self.waits_for = self.events or [], None, []
+        events, self.events, self.waits_for = self.events or [], None, deque()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -210,7 +216,9 @@ class _Room:
         self.epoch = ""
         self.seq = 0  # last seq delivered from the stream in ``epoch``
         self.recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)
-        self.waiting: list[tuple[str, int, Callable[[], None]]] = []
+        # Acks due once the stream reaches their seq, oldest first: a window's
+        # publishes are numbered in the order they are answered here.
+        self.waiting: deque[tuple[str, int, Callable[[], None]]] = deque()
         self.members: dict[str, str] = {}  # local client_id -> member JSON
         self.subscribed: asyncio.Future[None] | None = None
         # In a room over the presence limit, the members joined lists: (when read, JSON).
@@ -227,14 +235,14 @@ class _Room:
             self.recent.clear()
         self.seq = seq
         self.recent.append((seq, frame_bytes))
-        if self.waiting:
-            still = []
-            for item in self.waiting:
-                if self.reached(item[0], item[1]):
-                    item[2]()
-                else:
-                    still.append(item)
-            self.waiting = still
+        waiting = self.waiting
+        # Oldest first, so one look per ack: a window's hundreds of acks come due
+        # within one released burst (`_Hold`), where a scan of the rest per
+        # message was quadratic. (Should answers overtake each other, a later seq
+        # waits for the stream to pass the earlier one: a moment, never an ack
+        # before its copy.)
+        while waiting and self.reached(waiting[0][0], waiting[0][1]):
+            waiting.popleft()[2]()
 
     def after(self, epoch: str, seq: int) -> list[bytes]:
         if epoch != self.epoch:
@@ -336,7 +344,7 @@ class RedisBroker:
             self._release_all()
             for room in self._rooms.values():  # nothing will come: answer now
                 room.hold.outgoing.clear()
-                waiting, room.waiting = room.waiting, []
+                waiting, room.waiting = room.waiting, deque()
                 for _, _, resume in waiting:
                     resume()
                 if room.subscribed is not None and not room.subscribed.done():
