@@ -155,6 +155,8 @@ class DirectUpgrade:
         self.application = application
         self.routes = routes
         self.diagnostics: Diagnostics = application.settings.get("diagnostics") or Diagnostics()
+        self.waiting: dict[socket.socket, tuple[object, Callable[[], None]]] = {}
+        """Sockets `wait` watches: their timeout and their ``released`` callback."""
 
     def try_serve(self, sock: socket.socket, address: Any) -> Outcome:
         """Serve ``sock`` if its request is a plain upgrade to a route."""
@@ -188,28 +190,44 @@ class DirectUpgrade:
         self,
         sock: socket.socket,
         address: Any,
-        served: Callable[[], None],
+        released: Callable[[], None],
         elsewhere: Callable[[socket.socket, Any], None],
     ) -> None:
-        """Try ``sock`` again once it is readable; ``served()`` if it was served here,
-        else ``elsewhere(sock, address)`` (also after `WAIT_FOR_REQUEST` of silence)."""
+        """Try ``sock`` again once it is readable. ``released()`` once it is done
+        with here (served, or closed by `stop`); ``elsewhere(sock, address)`` when
+        it is Tornado's after all (also after `WAIT_FOR_REQUEST` of silence)."""
         io_loop = IOLoop.current()
-        timeout: object = None
 
         def readable(fd: Any, events: int) -> None:
-            io_loop.remove_handler(sock)
-            io_loop.remove_timeout(timeout)
+            io_loop.remove_timeout(self._unwatch(sock))
             if self.try_serve(sock, address) is Outcome.SERVED:
-                served()
+                released()
             else:
                 elsewhere(sock, address)
 
         def silent() -> None:
-            io_loop.remove_handler(sock)
+            self._unwatch(sock)
             elsewhere(sock, address)
 
         io_loop.add_handler(sock, readable, IOLoop.READ)
-        timeout = io_loop.call_later(WAIT_FOR_REQUEST, silent)
+        self.waiting[sock] = (io_loop.call_later(WAIT_FOR_REQUEST, silent), released)
+
+    def _unwatch(self, sock: socket.socket) -> object:
+        """Stop watching ``sock``; its timeout."""
+        IOLoop.current().remove_handler(sock)
+        return self.waiting.pop(sock)[0]
+
+    def stop(self) -> None:
+        """Close the sockets still waiting for their request: the server is going
+        away, and an upgrade answered now would miss the shutdown's 1001 (Tornado
+        closes its own idle HTTP connections the same way)."""
+        io_loop = IOLoop.current()
+        for sock in list(self.waiting):
+            timeout, released = self.waiting[sock]
+            self._unwatch(sock)
+            io_loop.remove_timeout(timeout)
+            sock.close()
+            released()
 
     def _serve(
         self,

@@ -236,4 +236,6 @@ class GuardedHTTPServer(HTTPServer):
         for acceptor in self.acceptors:
             acceptor.stop()
         self.acceptors.clear()
+        if self.direct is not None:
+            self.direct.stop()
         super().stop()

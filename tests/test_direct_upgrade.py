@@ -5,6 +5,7 @@ processes. /healthz's ``direct_upgrades`` says which path served a request.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -17,7 +18,7 @@ from handlers.direct_upgrade import DirectUpgrade, Outcome
 from tests.hostile.checks import assert_no_errors_logged
 from tests.hostile.proc import HubProcess
 from tests.hostile.wire import Wire, connect_tcp, encode_frame, handshake_request
-from tests.support import HANDOFF
+from tests.support import HANDOFF, TIMEOUT, LiveServer, wait_until
 
 pytestmark = pytest.mark.skipif(not HANDOFF, reason="--handoff=off keeps every upgrade on Tornado")
 
@@ -158,3 +159,21 @@ def test_the_path_takes_nothing_it_does_not_serve() -> None:
     finally:
         ours.close()
         theirs.close()
+
+
+async def test_stopping_closes_the_sockets_still_waiting_for_their_request(
+    live: LiveServer,
+) -> None:
+    """A socket accepted before its request came is watched for it; at shutdown it
+    is closed (an upgrade answered after the hub's 1001s would miss them)."""
+    direct = live.http.direct
+    assert direct is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+    try:
+        await wait_until(lambda: len(direct.waiting) == 1)
+        pending = live.http.pending
+        live.http.stop()
+        assert (len(direct.waiting), live.http.pending) == (0, pending - 1)
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+    finally:
+        writer.close()
