@@ -11,7 +11,9 @@ handler's own ``prepare()``, ``open()`` and 101 (`handoff.answer_upgrade`),
 then the socket goes to a `SocketConnection` on the event loop's transport.
 
 A socket whose request has not arrived at its accept is watched until it is
-readable (at most `WAIT_FOR_REQUEST`), then looked at once more.
+readable (at most `WAIT_FOR_REQUEST`), then looked at once more; meanwhile it
+counts as pending (`handlers.listener`'s caps), and stopping the server closes
+it. A request already there by its accept is never pending.
 
 Anything else is left exactly as it was (the peek consumed nothing) for
 Tornado, which answers it with its own rules and timeouts: heads split over
