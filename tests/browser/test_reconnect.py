@@ -151,11 +151,12 @@ def test_server_restart_whiteboard_is_kept_and_handed_to_the_new_history(
     server.restart()
     for page in (alice, bob):
         expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=RECONNECT_MS)
-    # The gap reached the app, which told the user.
+    # The gap reached the app, which told the user. (The state is "open" at the
+    # welcome; the re-join's answer comes after it: wait for the notice first.)
+    expect(bob.locator("#notice")).to_contain_text("server restarted")
     assert any(
         f.get("code") == "history_gap" and f.get("room") == "wb-restart" for f in frames.received
     )
-    expect(bob.locator("#notice")).to_contain_text("server restarted")
     # One of them re-seeds the new, empty history with the board: once both
     # have received that snapshot from the room, it is in the new history.
     for page in (alice, bob):
