@@ -6,6 +6,9 @@ with one node on the memory broker in the same benchmark run.
 * ``cluster-publish``: one node publishing through Redis to a 10-member room
   as fast as its ack window allows; messages/s and CPU per message.
 * ``join-storm``: N clients connect and join one room; seconds until all joined.
+* ``cluster-latency``: a paced publisher on the first node, subscribers split
+  over two nodes vs all on one; delivery latency on each node (what the
+  publishing node's stream hold, `hub.redis_broker._Hold`, costs in time).
 
 Every wait is bounded; servers, Redis and workers are stopped in ``finally``.
 """
@@ -29,6 +32,7 @@ from bench.procstat import cpu_seconds
 from bench.publisher import connect_publisher, publish
 from bench.scenarios import Env, make_configs, ramp_tick, running_server, wait_quiet
 from bench.servers import OURS, ServerProcess, free_port
+from bench.stats import latency_summary_ms, merge_latencies
 
 ONE_NODE = "one node, memory broker"
 TWO_NODES = "two nodes, Redis broker"
@@ -281,7 +285,84 @@ async def join_storm(env: Env, p: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"ours": double, "baseline": single}
 
 
+LATENCY_PROBE_EVERY = 10
+"""Every tenth subscriber of ``cluster-latency`` times each delivery."""
+
+
+async def _latency_once(
+    env: Env, label: str, nodes: int, broker: str | None, p: dict[str, Any]
+) -> dict[str, Any]:
+    subscribers, room = p["subscribers"], "bench-latency"
+    messages = int(p["rate"] * p["seconds"])
+    async with cluster(env, nodes, broker) as servers:
+        per_server = [
+            make_configs(
+                env,
+                server,
+                "subscribe",
+                subscribers // nodes,
+                room=room,
+                probe_every=LATENCY_PROBE_EVERY,
+            )
+            for server in servers
+        ]
+        configs = [c for chunk in per_server for c in chunk]
+        pool = WorkerPool([dataclasses.replace(c, index=i) for i, c in enumerate(configs)])
+        try:
+            await pool.wait_for("ready", 600, ramp_tick(env, label, pool, subscribers))
+            pub = await connect_publisher(servers[0].host, servers[0].port, room)
+            for server in servers:
+                await wait_quiet(server.pid)
+            await pool.request("collect", "collect")  # empties the latency buffers
+            base = pool.total("received")
+            env.progress.update(f"[{label}] {messages} messages at {p['rate']}/s")
+            res = await publish(
+                pub, messages, p.get("size", 100), p.get("window", 32), p["rate"], p["seconds"] + 10
+            )
+            expected = (subscribers // nodes) * nodes * res.sent
+            deadline = time.monotonic() + 10
+            while pool.total("received") - base < expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            received = pool.total("received") - base
+            after = await pool.request("collect", "collect")
+            pub.close()
+            await pool.stop()
+        finally:
+            pool.close()
+    env.progress.done()
+    chunks, start = [], 0
+    for chunk in per_server:
+        chunks.append(after[start : start + len(chunk)])
+        start += len(chunk)
+    overall = latency_summary_ms(merge_latencies(r["latencies_us"] for r in after))
+    by_node = [latency_summary_ms(merge_latencies(r["latencies_us"] for r in c)) for c in chunks]
+    return {
+        "nodes": nodes,
+        "subscribers": subscribers,
+        "messages_sent": res.sent,
+        "lost": expected - received,
+        "latency_samples": overall["samples"],
+        "latency_p50_ms": overall["p50_ms"],
+        "latency_p99_ms": overall["p99_ms"],
+        "latency_max_ms": overall["max_ms"],
+        "latency_p50_ms_by_node": [_ms(n["p50_ms"]) for n in by_node],
+        "latency_p99_ms_by_node": [_ms(n["p99_ms"]) for n in by_node],
+    }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+async def cluster_latency(env: Env, p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    single = await _latency_once(env, f"cluster-latency {ONE_NODE}", 1, None, p)
+    async with redis_server(env.host) as (url, _pid):
+        double = await _latency_once(env, f"cluster-latency {TWO_NODES}", 2, url, p)
+    return {"ours": double, "baseline": single}
+
+
 SCENARIOS = {
+    "cluster-latency": cluster_latency,
     "cluster-fanout": cluster_fanout,
     "cluster-publish": cluster_publish,
     "join-storm": join_storm,

@@ -131,6 +131,16 @@ CLUSTER_PUBLISH = [
     Metric("server_cpu_us_per_message", "server CPU µs/message", "lower", "{:.1f}"),
     Metric("redis_cpu_us_per_message", "Redis CPU µs/message", "", "{:.1f}"),
 ]
+CLUSTER_LATENCY = [
+    Metric("messages_sent", "messages sent", "", "{:,}"),
+    Metric("lost", "lost (expected - received)", "", "{:,}", "0", 0),
+    Metric("latency_samples", "latency samples", "", "{:,}"),
+    Metric("latency_p50_ms", "latency p50 ms (all subscribers)", "lower", "{:.2f}"),
+    Metric("latency_p99_ms", "latency p99 ms (all subscribers)", "lower", "{:.2f}"),
+    Metric("latency_max_ms", "latency max ms", "lower", "{:.2f}"),
+    Metric("latency_p50_ms_by_node", "... p50 ms per node (node 1 publishes)", "", "{}"),
+    Metric("latency_p99_ms_by_node", "... p99 ms per node", "", "{}"),
+]
 JOIN_STORM = [
     Metric("clients", "clients", "", "{:,}"),
     Metric("join_storm_s", "seconds until all joined", "lower", "{:.2f}", "≤ 3 (1 node), ≤ 4 (2)"),
@@ -179,6 +189,7 @@ METRICS = {
     "steady": STEADY,
     "cluster-fanout": CLUSTER_FANOUT,
     "cluster-publish": CLUSTER_PUBLISH,
+    "cluster-latency": CLUSTER_LATENCY,
     "join-storm": JOIN_STORM,
     "abuse": ABUSE,
     "churn-deflate": CHURN_DEFLATE,
@@ -187,6 +198,7 @@ METRICS = {
 COLUMNS = {
     "cluster-fanout": ("2 nodes, Redis", "1 node, memory"),
     "cluster-publish": ("via Redis", "memory broker"),
+    "cluster-latency": ("2 nodes, Redis", "1 node, memory"),
     "join-storm": ("2 nodes, Redis", "1 node, memory"),
 }
 """Column names of the cases that compare two configurations of ours, not ours

@@ -139,6 +139,7 @@ def abuse_memory_cases() -> list[Case]:
 def cluster_cases(quick: bool) -> list[Case]:
     """Scale-out cases (bench.cluster): each runs both configurations itself."""
     subscribers, published, storm = (200, 2_000, 500) if quick else (10_000, 20_000, 10_000)
+    latency = 200 if quick else 2_000
     return [
         Case(
             "cluster-fanout",
@@ -153,6 +154,14 @@ def cluster_cases(quick: bool) -> list[Case]:
             f"{published:,} messages as fast as an ack window of 256 allows, one node through"
             " Redis vs the memory broker, to a 10-member room",
             {"members": 10, "messages": published, "window": 256},
+        ),
+        Case(
+            "cluster-latency",
+            "cluster-latency",
+            f"{latency:,} subscribers split over 2 nodes on Redis vs all on 1 node (memory"
+            " broker), 20 messages/s for 5 s from a publisher on the first node; every"
+            " tenth subscriber times its deliveries",
+            {"subscribers": latency, "rate": 20, "seconds": 5},
         ),
         Case(
             "join-storm",

@@ -24,7 +24,7 @@ QUICK_CASES = {
     "ping-flood-quick",
     "big-resume-quick",
 }
-CLUSTER_CASES = {"cluster-fanout", "cluster-publish", "join-storm"}
+CLUSTER_CASES = {"cluster-fanout", "cluster-publish", "cluster-latency", "join-storm"}
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,14 @@ def test_cluster_cases_compare_two_nodes_on_redis_with_one_node(report: dict) ->
             assert cluster["redis_cpu_us_per_message"] is not None
         elif case["type"] == "cluster-publish":
             assert cluster["acked"] == single["acked"] == case["params"]["messages"]
+        elif case["type"] == "cluster-latency":
+            # Every tenth subscriber timed every message, on each node.
+            probes = case["params"]["subscribers"] // 10
+            for run in (cluster, single):
+                assert run["lost"] == 0
+                assert run["latency_samples"] == probes * run["messages_sent"] > 0
+            assert len(cluster["latency_p99_ms_by_node"]) == 2
+            assert None not in cluster["latency_p99_ms_by_node"]
         else:
             assert cluster["failed"] == single["failed"] == 0
             assert cluster["memberships_on_node_1"] + 0 < case["params"]["clients"]  # split
