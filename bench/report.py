@@ -33,6 +33,18 @@ class Metric:
             return str(value)
 
 
+def latency_metrics(
+    fmt: str = "{:.1f}", scope: str = "", p99_target: tuple[str, float] | None = None
+) -> list[Metric]:
+    """The p50, p99 and max latency rows (``p99_target``: the p99's target and limit)."""
+    target, limit = p99_target or ("", None)
+    return [
+        Metric("latency_p50_ms", f"latency p50 ms{scope}", "lower", fmt),
+        Metric("latency_p99_ms", f"latency p99 ms{scope}", "lower", fmt, target, limit),
+        Metric("latency_max_ms", "latency max ms", "lower", fmt),
+    ]
+
+
 FANOUT = [
     Metric("messages_sent", "messages sent", "", "{:,}"),
     Metric("deliveries_per_s", "deliveries/s", "higher", "{:,.0f}"),
@@ -43,9 +55,7 @@ FANOUT = [
         "{:.2f}",
         "≤ 2 (1k), ≤ 3 (10k)",
     ),
-    Metric("latency_p50_ms", "latency p50 ms", "lower", "{:.1f}"),
-    Metric("latency_p99_ms", "latency p99 ms", "lower", "{:.1f}"),
-    Metric("latency_max_ms", "latency max ms", "lower", "{:.1f}"),
+    *latency_metrics(),
     Metric("lost", "lost (expected - received)", "", "{:,}", "0", 0),
     Metric("server_rss_growth_mb", "server RSS growth MB", "lower", "{:.1f}"),
     Metric("server_cpu_util", "server CPU util", "", "{:.0%}"),
@@ -98,9 +108,7 @@ SLOW = [
 ]
 STEADY = [
     Metric("messages_sent", "messages sent", "", "{:,}"),
-    Metric("latency_p50_ms", "latency p50 ms", "lower", "{:.1f}"),
-    Metric("latency_p99_ms", "latency p99 ms", "lower", "{:.1f}", "≤ 50", 50.0),
-    Metric("latency_max_ms", "latency max ms", "lower", "{:.1f}"),
+    *latency_metrics(p99_target=("≤ 50", 50.0)),
     Metric("lost", "lost", "", "{:,}", "0", 0),
     Metric("server_cpu_us_per_delivery", "server CPU µs/delivery", "lower", "{:.2f}"),
     Metric("server_cpu_util", "server CPU util", "", "{:.0%}"),
@@ -135,9 +143,7 @@ CLUSTER_LATENCY = [
     Metric("messages_sent", "messages sent", "", "{:,}"),
     Metric("lost", "lost (expected - received)", "", "{:,}", "0", 0),
     Metric("latency_samples", "latency samples", "", "{:,}"),
-    Metric("latency_p50_ms", "latency p50 ms (all subscribers)", "lower", "{:.2f}"),
-    Metric("latency_p99_ms", "latency p99 ms (all subscribers)", "lower", "{:.2f}"),
-    Metric("latency_max_ms", "latency max ms", "lower", "{:.2f}"),
+    *latency_metrics("{:.2f}", " (all subscribers)"),
     Metric("latency_p50_ms_by_node", "... p50 ms per node (node 1 publishes)", "", "{}"),
     Metric("latency_p99_ms_by_node", "... p99 ms per node", "", "{}"),
 ]
