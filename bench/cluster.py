@@ -294,46 +294,32 @@ async def _latency_once(
 ) -> dict[str, Any]:
     subscribers, room = p["subscribers"], "bench-latency"
     messages = int(p["rate"] * p["seconds"])
-    async with cluster(env, nodes, broker) as servers:
-        per_server = [
-            make_configs(
-                env,
-                server,
-                "subscribe",
-                subscribers // nodes,
-                room=room,
-                probe_every=LATENCY_PROBE_EVERY,
-            )
+    async with (
+        cluster(env, nodes, broker) as servers,
+        joined(env, label, servers, subscribers, room, LATENCY_PROBE_EVERY) as pool,
+    ):
+        pub = await connect_publisher(servers[0].host, servers[0].port, room)
+        for server in servers:
+            await wait_quiet(server.pid)
+        await pool.request("collect", "collect")  # empties the latency buffers
+        base = pool.total("received")
+        env.progress.update(f"[{label}] {messages} messages at {p['rate']}/s")
+        res = await publish(
+            pub, messages, p.get("size", 100), p.get("window", 32), p["rate"], p["seconds"] + 10
+        )
+        expected = subscribers * res.sent
+        deadline = time.monotonic() + 10
+        while pool.total("received") - base < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        received = pool.total("received") - base
+        after = await pool.request("collect", "collect")
+        pub.close()
+        # Workers report in the order of their configs, each connected to one node.
+        chunks = [
+            [r for r, c in zip(after, pool.configs, strict=True) if c.port == server.port]
             for server in servers
         ]
-        configs = [c for chunk in per_server for c in chunk]
-        pool = WorkerPool([dataclasses.replace(c, index=i) for i, c in enumerate(configs)])
-        try:
-            await pool.wait_for("ready", 600, ramp_tick(env, label, pool, subscribers))
-            pub = await connect_publisher(servers[0].host, servers[0].port, room)
-            for server in servers:
-                await wait_quiet(server.pid)
-            await pool.request("collect", "collect")  # empties the latency buffers
-            base = pool.total("received")
-            env.progress.update(f"[{label}] {messages} messages at {p['rate']}/s")
-            res = await publish(
-                pub, messages, p.get("size", 100), p.get("window", 32), p["rate"], p["seconds"] + 10
-            )
-            expected = (subscribers // nodes) * nodes * res.sent
-            deadline = time.monotonic() + 10
-            while pool.total("received") - base < expected and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            received = pool.total("received") - base
-            after = await pool.request("collect", "collect")
-            pub.close()
-            await pool.stop()
-        finally:
-            pool.close()
     env.progress.done()
-    chunks, start = [], 0
-    for chunk in per_server:
-        chunks.append(after[start : start + len(chunk)])
-        start += len(chunk)
     overall = latency_summary_ms(merge_latencies(r["latencies_us"] for r in after))
     by_node = [latency_summary_ms(merge_latencies(r["latencies_us"] for r in c)) for c in chunks]
     return {
