@@ -856,10 +856,13 @@ def make_app(
         "diagnostics": diagnostics,
         "allowed_hosts": allowed_hosts,
     }
+    socket_routes = {
+        "/ws": (HubSocketHandler, socket_args),
+        "/ws/echo": (EchoSocketHandler, socket_args),
+    }
     return tornado.web.Application(
         [
-            (r"/ws", HubSocketHandler, socket_args),
-            (r"/ws/echo", EchoSocketHandler, socket_args),
+            *((path, handler, args) for path, (handler, args) in socket_routes.items()),
             (r"/healthz", HealthHandler, {"hub": hub, "diagnostics": diagnostics}),
             (r"/", PageHandler, {"path": STATIC_DIR, "page": "index.html"}),
             (r"/whiteboard", PageHandler, {"path": STATIC_DIR, "page": "whiteboard.html"}),
@@ -873,12 +876,7 @@ def make_app(
         diagnostics=diagnostics,
         tls=tls,
         # Plain upgrades to these are answered off the accepted socket (handlers.direct_upgrade).
-        direct_upgrade_routes={
-            "/ws": (HubSocketHandler, socket_args),
-            "/ws/echo": (EchoSocketHandler, socket_args),
-        }
-        if handoff
-        else None,
+        direct_upgrade_routes=socket_routes if handoff else None,
     )
 
 
