@@ -201,7 +201,7 @@ class DirectUpgrade:
         io_loop = IOLoop.current()
 
         def readable(fd: Any, events: int) -> None:
-            io_loop.remove_timeout(self._unwatch(sock))
+            self._unwatch(sock)
             if self.try_serve(sock, address) is Outcome.SERVED:
                 released()
             else:
@@ -214,20 +214,20 @@ class DirectUpgrade:
         io_loop.add_handler(sock, readable, IOLoop.READ)
         self.waiting[sock] = (io_loop.call_later(WAIT_FOR_REQUEST, silent), released)
 
-    def _unwatch(self, sock: socket.socket) -> object:
-        """Stop watching ``sock``; its timeout."""
-        IOLoop.current().remove_handler(sock)
-        return self.waiting.pop(sock)[0]
+    def _unwatch(self, sock: socket.socket) -> Callable[[], None]:
+        """Stop watching ``sock`` (its handler and its timeout); its ``released``."""
+        timeout, released = self.waiting.pop(sock)
+        io_loop = IOLoop.current()
+        io_loop.remove_handler(sock)
+        io_loop.remove_timeout(timeout)  # (nothing to do when it is what fired)
+        return released
 
     def stop(self) -> None:
         """Close the sockets still waiting for their request: the server is going
         away, and an upgrade answered now would miss the shutdown's 1001 (Tornado
         closes its own idle HTTP connections the same way)."""
-        io_loop = IOLoop.current()
         for sock in list(self.waiting):
-            timeout, released = self.waiting[sock]
-            self._unwatch(sock)
-            io_loop.remove_timeout(timeout)
+            released = self._unwatch(sock)
             sock.close()
             released()
 

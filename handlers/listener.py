@@ -61,6 +61,11 @@ BUSY_RESPONSE = (
 )
 
 
+def client_ip(address: Any) -> str:
+    """The address the pending caps count a socket under ("" outside IP families)."""
+    return address[0] if isinstance(address, tuple) else ""
+
+
 class ThrottledLog:
     """One warning per `LOG_INTERVAL`, saying how many were left out in between."""
 
@@ -173,7 +178,7 @@ class GuardedHTTPServer(HTTPServer):
         outcome = direct.try_serve(connection, address) if direct is not None else None
         if outcome is Outcome.SERVED:
             return
-        ip = address[0] if isinstance(address, tuple) else ""
+        ip = client_ip(address)
         if (self.max_pending and self.pending >= self.max_pending) or (
             self.max_pending_per_ip and self.pending_by_ip[ip] >= self.max_pending_per_ip
         ):
@@ -192,7 +197,7 @@ class GuardedHTTPServer(HTTPServer):
         if self.ssl_options is not None:
             wrapped = wrap_accepted(self.ssl_options, connection)  # type: ignore[arg-type]
             if wrapped is None:
-                self._release(address[0] if isinstance(address, tuple) else "")
+                self._release(client_ip(address))
                 return
             connection, stream_class = wrapped, SSLIOStream
         stream = stream_class(
@@ -221,7 +226,7 @@ class GuardedHTTPServer(HTTPServer):
         super().on_close(server_conn)
         context = getattr(server_conn, "context", None)
         address = getattr(context, "address", None)
-        self._release(address[0] if isinstance(address, tuple) else "")
+        self._release(client_ip(address))
 
     def _release(self, ip: str) -> None:
         """One pending socket from ``ip`` is no longer pending."""
